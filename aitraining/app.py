@@ -1,0 +1,108 @@
+"""The Hydra application: compose -> validate -> run, with errors as one clear message.
+
+`python -m aitraining [group=option] [key=value] [-m] [--cfg job]`
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Optional
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from aitraining.config import GROUP_SCHEMAS, Config, register_configs, to_config
+from aitraining.errors import AitrainingError, ConfigError, closest
+
+log = logging.getLogger("aitraining")
+
+# conf/ beside the package (an editable install or a checkout); absolute, so that any working
+# directory works.
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def _fields(schema: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(schema)
+    return {f.name: hints[f.name] for f in dataclasses.fields(schema)}
+
+
+def check_override_keys(argv: list[str]) -> None:
+    """Reject a misspelt `key=value` on the command line with the closest real key.
+
+    Hydra would refuse it too (the schema is strict), but without saying what is allowed.
+    """
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if key.startswith("hydra") or "/" in key or "@" in key:
+            continue
+        parts = key.split(".")
+        if len(parts) == 1:
+            allowed = {*_fields(Config), "experiment", "hparams_search"}
+            if parts[0] not in allowed:
+                raise ConfigError(
+                    f"unknown key '{key}'.{closest(key, allowed)} Top-level keys: {', '.join(sorted(allowed))}."
+                )
+            continue
+        schema: Any = GROUP_SCHEMAS.get(parts[0])
+        if schema is None:
+            raise ConfigError(
+                f"unknown key '{key}': '{parts[0]}' is not a config group.{closest(parts[0], GROUP_SCHEMAS)} "
+                f"Groups: {', '.join(GROUP_SCHEMAS)}."
+            )
+        fields = _fields(schema)
+        if parts[1] not in fields:
+            raise ConfigError(
+                f"unknown key '{key}'.{closest(parts[1], fields)} Keys of {parts[0]}: {', '.join(fields)}."
+            )
+
+
+def _context() -> dict[str, Any]:
+    hc = HydraConfig.get()
+    return {
+        "experiment": hc.runtime.choices.get("experiment"),
+        "overrides": list(hc.overrides.task),
+        "cwd": hc.runtime.cwd,
+        "multirun": hc.mode == RunMode.MULTIRUN,
+        "output_dir": hc.runtime.output_dir,
+    }
+
+
+def report_error(exc: AitrainingError) -> None:
+    """Print the one-line error and exit non-zero (a traceback only with HYDRA_FULL_ERROR=1)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise exc
+    log.error("%s", exc)
+    sys.exit(2)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def hydra_app(cfg: DictConfig) -> Optional[float]:
+    try:
+        config = to_config(cfg)
+        context = _context()
+        out_dir = Path(context["output_dir"]) if context["multirun"] else Path(config.output_dir)
+        from aitraining.run import run  # after validation: keeps `--cfg`, errors and --help fast
+
+        return run(config, out_dir.resolve(), context).objective
+    except AitrainingError as exc:
+        report_error(exc)
+        return None
+
+
+def main() -> None:
+    try:
+        check_override_keys(sys.argv[1:])
+    except ConfigError as exc:
+        sys.stderr.write(f"ERROR: {exc}\n")
+        sys.exit(2)
+    register_configs()
+    hydra_app()

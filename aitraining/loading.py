@@ -1,0 +1,158 @@
+"""Load the model and tokenizer, standard or through Unsloth, and describe the LoRA to train.
+
+Standard path: AutoModelForCausalLM (+ BitsAndBytesConfig for int4/int8); the LoRA goes to TRL's
+SFTTrainer as a `peft_config`. Unsloth path: FastLanguageModel.from_pretrained and
+get_peft_model; the resulting PeftModel goes to SFTTrainer without a `peft_config`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+from aitraining.config import SEVEN_PROJECTIONS, Accel, Config, DType, PeftKind, Quant
+from aitraining.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Loaded:
+    model: Any
+    tokenizer: Any
+    peft_config: Any  # a peft.LoraConfig for SFTTrainer, or None (Unsloth adapters / full fine-tuning)
+    dtype: str  # "float32", "bfloat16" or "float16"
+    target_modules: Optional[Union[list[str], str]]  # what the LoRA actually targets
+    gradient_checkpointing_by_model: bool = False  # Unsloth handles it; TRL must not enable it again
+
+
+def torch_dtype(requested: DType):
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if requested is DType.auto:
+        return torch.bfloat16 if has_cuda and torch.cuda.is_bf16_supported() else torch.float32
+    if requested is DType.float16 and not has_cuda:
+        raise ConfigError("model.dtype=float16 needs a CUDA GPU (no loss scaling on CPU); use float32 or bfloat16.")
+    return getattr(torch, requested.value)
+
+
+def dtype_name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def quantization_config(cfg: Config, dtype):
+    from transformers import BitsAndBytesConfig
+
+    if cfg.quant.kind is Quant.int4:
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=cfg.quant.quant_type.value,
+            bnb_4bit_use_double_quant=cfg.quant.double_quant,
+            bnb_4bit_compute_dtype=dtype,
+        )
+    if cfg.quant.kind is Quant.int8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def module_names(model) -> set[str]:
+    return {name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name}
+
+
+def resolve_target_modules(requested: list[str], available: set[str], model_type: str) -> Union[list[str], str]:
+    """The default seven projections narrowed to the model; all linear layers when it lacks some
+    (fused qkv in phi3, Conv1D in gpt2), so no model silently trains a fraction of its adapters."""
+    if requested == ["all-linear"]:
+        return "all-linear"
+    if requested == SEVEN_PROJECTIONS:
+        missing = [m for m in requested if m not in available]
+        if not missing:
+            return list(requested)
+        log.info(
+            "Model type '%s' has no %s: LoRA targets all linear layers instead of the seven projections.",
+            model_type,
+            ", ".join(missing),
+        )
+        return "all-linear"
+    missing = [m for m in requested if m not in available]
+    if missing:
+        raise ConfigError(
+            f"peft.target_modules: the model has no module named {missing}. "
+            f"Its modules include: {', '.join(sorted(available)[:40])}; or use all-linear."
+        )
+    return list(requested)
+
+
+def lora_config(cfg: Config, target_modules):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.peft.r,
+        lora_alpha=cfg.peft.alpha,
+        lora_dropout=cfg.peft.dropout,
+        target_modules=target_modules,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_standard(cfg: Config, path: str, model_type: str) -> Loaded:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = torch_dtype(cfg.model.dtype)
+    common = {"trust_remote_code": cfg.model.trust_remote_code, "revision": cfg.model.revision}
+    tokenizer = AutoTokenizer.from_pretrained(path, **common)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, quantization_config=quantization_config(cfg, dtype), **common
+    )
+    if cfg.peft.kind is PeftKind.none:
+        return Loaded(model, tokenizer, None, dtype_name(dtype), None)
+    targets = resolve_target_modules(list(cfg.peft.target_modules), module_names(model), model_type)
+    return Loaded(model, tokenizer, lora_config(cfg, targets), dtype_name(dtype), targets)
+
+
+def load_unsloth(cfg: Config, path: str, model_type: str) -> Loaded:
+    from unsloth import FastLanguageModel
+
+    dtype = torch_dtype(cfg.model.dtype)
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=path,
+        max_seq_length=cfg.model.max_seq_length,
+        dtype=dtype,
+        load_in_4bit=cfg.quant.kind is Quant.int4,
+        load_in_8bit=cfg.quant.kind is Quant.int8,
+        full_finetuning=cfg.peft.kind is PeftKind.none,
+        trust_remote_code=cfg.model.trust_remote_code,
+        revision=cfg.model.revision,
+    )
+    if cfg.peft.kind is PeftKind.none:
+        return Loaded(model, tokenizer, None, dtype_name(dtype), None)
+    targets = resolve_target_modules(list(cfg.peft.target_modules), module_names(model), model_type)
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=cfg.peft.r,
+        lora_alpha=cfg.peft.alpha,
+        lora_dropout=cfg.peft.dropout,
+        target_modules=targets,
+        bias="none",
+        use_gradient_checkpointing="unsloth" if cfg.trainer.gradient_checkpointing else False,
+        random_state=cfg.seed,
+    )
+    return Loaded(model, tokenizer, None, dtype_name(dtype), targets, gradient_checkpointing_by_model=True)
+
+
+LOADERS: dict[Accel, Callable[[Config, str, str], Loaded]] = {
+    Accel.none: load_standard,
+    Accel.unsloth: load_unsloth,
+}
+
+
+def load(cfg: Config, path: str, model_type: str) -> Loaded:
+    loaded = LOADERS[cfg.accel.kind](cfg, path, model_type)
+    if loaded.tokenizer.pad_token is None:
+        loaded.tokenizer.pad_token = loaded.tokenizer.eos_token
+        log.info("The tokenizer has no pad token: using its eos token '%s'.", loaded.tokenizer.eos_token)
+    return loaded

@@ -1,0 +1,138 @@
+"""Build TRL's SFTConfig and SFTTrainer from the config, train, and refuse a diverged result.
+
+Imports torch/transformers: run.py imports this module only after the accelerator is decided
+(Unsloth must be imported before transformers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from transformers import TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
+from aitraining.config import Config, DataFormat, TrainerKind
+from aitraining.errors import TrainingError
+from aitraining.loading import Loaded
+
+
+def sft_args(cfg: Config, loaded: Loaded, data_format: DataFormat, out_dir: Path) -> dict[str, Any]:
+    """SFTConfig keyword arguments: aitraining's fields first, then `trainer.args` on top."""
+    t = cfg.trainer
+    mask_response = t.kind is TrainerKind.sft
+    chat_template = getattr(loaded.tokenizer, "chat_template", None) or ""
+    args: dict[str, Any] = {
+        "output_dir": str(out_dir / "checkpoints"),
+        "learning_rate": t.learning_rate,
+        "num_train_epochs": t.epochs,
+        "max_steps": t.max_steps,
+        "per_device_train_batch_size": t.batch_size,
+        "per_device_eval_batch_size": t.batch_size,
+        "gradient_accumulation_steps": t.gradient_accumulation,
+        # Unsloth applies its own checkpointing in get_peft_model; TRL must not add the HF one.
+        "gradient_checkpointing": t.gradient_checkpointing and not loaded.gradient_checkpointing_by_model,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+        "packing": t.packing,
+        "logging_steps": t.logging_steps,
+        "logging_first_step": True,
+        "logging_nan_inf_filter": False,  # a NaN loss must show, not be averaged away
+        "seed": cfg.seed,
+        "data_seed": cfg.seed,
+        "max_length": cfg.model.max_seq_length,
+        "dataset_text_field": "text",
+        "completion_only_loss": mask_response if data_format is DataFormat.prompt_completion else None,
+        "assistant_only_loss": mask_response and data_format is DataFormat.messages and "generation" in chat_template,
+        "use_cpu": not torch.cuda.is_available(),
+        "bf16": loaded.dtype == "bfloat16",
+        "fp16": loaded.dtype == "float16",
+        "report_to": "none",
+        "save_strategy": "no",  # the adapter is saved once, after the loss check
+        "eval_strategy": "no",  # evaluated once at the end when there is an eval set
+        "disable_tqdm": False,
+    }
+    return {**args, **t.args}
+
+
+class NonFiniteLossGuard(TrainerCallback):
+    """Stops training at the first logged loss that is NaN or infinite."""
+
+    def __init__(self) -> None:
+        self.bad_step: Optional[int] = None
+        self.bad_value: Optional[float] = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss) and self.bad_step is None:
+            self.bad_step, self.bad_value = state.global_step, loss
+            control.should_training_stop = True
+        return control
+
+
+def build_trainer(cfg: Config, loaded: Loaded, data_format: DataFormat, train_ds, valid_ds, out_dir: Path):
+    guard = NonFiniteLossGuard()
+    trainer = SFTTrainer(
+        model=loaded.model,
+        args=SFTConfig(**sft_args(cfg, loaded, data_format, out_dir)),
+        train_dataset=train_ds,
+        eval_dataset=valid_ds,
+        processing_class=loaded.tokenizer,
+        peft_config=loaded.peft_config,  # None on the Unsloth path: the model already is a PeftModel
+        callbacks=[guard],
+    )
+    return trainer, guard
+
+
+@dataclass
+class TrainStats:
+    train_loss_first: Optional[float]
+    train_loss_last: Optional[float]
+    eval_loss: Optional[float]
+    steps: int
+    tokens: Optional[int]
+    train_seconds: float
+    log_history: list[dict[str, Any]]
+
+    @property
+    def tokens_per_second(self) -> Optional[float]:
+        return self.tokens / self.train_seconds if self.tokens and self.train_seconds > 0 else None
+
+
+def _non_finite_params(model) -> list[str]:
+    return [n for n, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+
+
+def train(trainer, guard: NonFiniteLossGuard, cfg: Config) -> TrainStats:
+    """Train; raise TrainingError (nothing saved) when the loss or the weights are not finite."""
+    output = trainer.train()
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    hint = (
+        f"trainer.learning_rate={cfg.trainer.learning_rate}, model.dtype={cfg.model.dtype.value}, "
+        f"quant={cfg.quant.kind.value}"
+    )
+    if guard.bad_step is not None:
+        raise TrainingError(
+            f"training diverged: the loss became {guard.bad_value} at step {guard.bad_step} ({hint}). "
+            "Nothing was saved as a result. Try a lower trainer.learning_rate or model.dtype=float32."
+        )
+    bad = _non_finite_params(trainer.model)
+    if bad or not math.isfinite(output.training_loss):
+        raise TrainingError(
+            f"training diverged: {len(bad)} trainable tensor(s) hold NaN/inf (e.g. {bad[:2]}) ({hint}). "
+            "Nothing was saved as a result."
+        )
+    eval_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
+    tokens = next((h["num_tokens"] for h in reversed(history) if "num_tokens" in h), None)
+    return TrainStats(
+        train_loss_first=losses[0] if losses else None,
+        train_loss_last=losses[-1] if losses else None,
+        eval_loss=eval_loss,
+        steps=trainer.state.global_step,
+        tokens=int(tokens) if tokens is not None else None,
+        train_seconds=output.metrics.get("train_runtime", 0.0),
+        log_history=history,
+    )
