@@ -41,6 +41,11 @@ def check_output_dir(out_dir: Path, overwrite: bool) -> None:
         )
 
 
+def remove_if_empty(folder: Path) -> None:
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
 def git_state(directory: Path) -> dict[str, Any]:
     """Commit and dirty flag of the git repository holding `directory` (None outside git)."""
 

@@ -1,7 +1,8 @@
 """Decide, before any weights load, whether the requested accelerator can be used.
 
-`resolve` is a pure function of what it is given (the probe is passed in and called last, and only
-when everything else allows Unsloth, because importing Unsloth patches transformers). When Unsloth
+`resolve` is a pure function of what it is given: the machine's facts come in an `Environment` of
+callables, asked in order and only when needed (the import last, because importing Unsloth
+patches transformers). When Unsloth
 cannot be used the run goes on with standard transformers/PEFT loading, `apply` rewrites the config
 to say so, and exactly one WARNING line says why.
 """
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
-from aitraining.config import Accel, Config, PeftKind, Quant, TrainerKind
+from aitraining.config import Accel, Config, Quant, TrainerKind
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +25,21 @@ UNSLOTH_TRAINERS = (TrainerKind.sft, TrainerKind.default)
 
 
 @dataclass(frozen=True)
-class Probe:
-    """What importing Unsloth told us."""
+class Imported:
+    """What `import unsloth` did: its version, or the first line of the exception it raised."""
 
-    installed: bool
-    error: Optional[str] = None  # first line of the exception `import unsloth` raised
     version: Optional[str] = None
-    cpu_only: bool = False  # Unsloth runs its own CPU mode (no GPU present)
+    error: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The facts the decision needs from the machine, each asked only when needed (in order)."""
+
+    installed: Callable[[], bool]
+    has_gpu: Callable[[], bool]
+    try_import: Callable[[], Imported]  # imports Unsloth into this process when it succeeds
+    world_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -58,12 +67,11 @@ def resolve(
     trainer: TrainerKind,
     model_type: str,
     supported_model_types: list[str],
-    peft: PeftKind,
     quant: Quant,
-    world_size: int,
-    probe: Callable[[], Probe],
+    env: Environment,
 ) -> Decision:
-    """The decision table. Checks run cheapest first; `probe` (the import) runs last."""
+    """The decision table. Checks run cheapest first; the import runs last, only when nothing
+    else rules Unsloth out (importing it patches transformers)."""
     if requested is Accel.none:
         return Decision(requested, Accel.none)
 
@@ -80,61 +88,55 @@ def resolve(
             f"model type '{model_type}' is not supported by Unsloth "
             f"(accel.supported_model_types: {', '.join(supported_model_types)})"
         )
-    if world_size > 1:
-        return fallback(f"multi-process launch (WORLD_SIZE={world_size}) is not supported by the installed Unsloth")
-    result = probe()
-    if not result.installed:
+    if env.world_size > 1:
+        return fallback(f"multi-process launch (WORLD_SIZE={env.world_size}) is not supported by the installed Unsloth")
+    if not env.installed():
         return fallback("Unsloth is not installed (pip install unsloth)")
-    if result.error is not None:
-        return fallback(f"Unsloth is installed but failed to import: {result.error}", result.version)
-    if result.cpu_only and quant is not Quant.none:
-        return fallback(
-            f"quant={quant.value} is not supported by Unsloth's CPU mode (no GPU found); "
-            "use quant=none with Unsloth on CPU",
-            result.version,
-        )
-    if peft is PeftKind.none and result.cpu_only:
-        return fallback("peft=none (full fine-tuning) is not supported by Unsloth's CPU mode", result.version)
-    return Decision(requested, Accel.unsloth, None, result.version)
+    if quant is Quant.int8 and not env.has_gpu():
+        # Measured with unsloth 2026.10.9: its CPU mode loads 16-bit weights instead, saying so only
+        # in a print. Standard loading does real bitsandbytes int8 on CPU.
+        return fallback("quant=int8 is not supported by Unsloth's CPU mode (no GPU found)")
+    imported = env.try_import()
+    if imported.error is not None:
+        return fallback(f"Unsloth is installed but failed to import: {imported.error}")
+    return Decision(requested, Accel.unsloth, None, imported.version)
 
 
-def probe_unsloth() -> Probe:
-    """Try `import unsloth` in this process (it must come before transformers, trl and peft).
+def _installed() -> bool:
+    return importlib.util.find_spec("unsloth") is not None
 
-    Every exception counts as a failure: without a GPU Unsloth can raise ImportError,
-    NotImplementedError or RuntimeError.
-    """
-    if importlib.util.find_spec("unsloth") is None:
-        return Probe(installed=False)
+
+def _has_gpu() -> bool:
+    import torch  # torch before Unsloth is fine; transformers, trl and peft must come after it
+
+    return torch.cuda.is_available()
+
+
+def _try_import() -> Imported:
+    """`import unsloth` in this process. Every exception counts as a failure: without a GPU
+    Unsloth can raise ImportError, NotImplementedError or RuntimeError."""
     try:
         import unsloth
-    except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            raise
+    except Exception as exc:
         text = str(exc).strip()
         first = text.splitlines()[0] if text else ""
-        return Probe(installed=True, error=f"{type(exc).__name__}: {first}".rstrip(": "))
-    import torch
-
-    version = getattr(unsloth, "__version__", None)
-    return Probe(installed=True, version=version, cpu_only=not torch.cuda.is_available())
+        return Imported(error=f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
+    return Imported(version=getattr(unsloth, "__version__", None))
 
 
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
+def machine() -> Environment:
+    return Environment(_installed, _has_gpu, _try_import, int(os.environ.get("WORLD_SIZE", "1")))
 
 
-def decide(cfg: Config, model_type: str, probe: Callable[[], Probe] = probe_unsloth) -> Decision:
+def decide(cfg: Config, model_type: str, env: Optional[Environment] = None) -> Decision:
     """Resolve `cfg.accel` and log the one WARNING line when falling back."""
     decision = resolve(
         requested=cfg.accel.kind,
         trainer=cfg.trainer.kind,
         model_type=model_type,
         supported_model_types=cfg.accel.supported_model_types,
-        peft=cfg.peft.kind,
         quant=cfg.quant.kind,
-        world_size=world_size(),
-        probe=probe,
+        env=env or machine(),
     )
     if decision.fell_back:
         reason = decision.reason or ""

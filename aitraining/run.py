@@ -38,9 +38,11 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
 
     # 1. The output folder: never another run's.
     report.check_output_dir(out_dir, cfg.overwrite)
+    log.info("Output folder: %s", out_dir)
 
     # 2. The data: read, format detected or checked, converted to TRL's shape. No torch yet.
     examples = data.load_examples(cfg.data)
+    log.info("Data: %d training examples (%s) from %s.", len(examples.train), examples.format.value, examples.sources)
 
     # 3. The accelerator, decided from config.json without weights; the config is rewritten to
     #    what will actually run, with one WARNING when Unsloth cannot be used.
@@ -51,6 +53,13 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     # 4. Model and tokenizer (Unsloth's FastLanguageModel or transformers + bitsandbytes).
     from aitraining import loading, training  # heavy: torch, transformers, trl, peft
 
+    log.info(
+        "Loading %s (%s) with accel=%s, quant=%s.",
+        cfg.model.name,
+        model_type,
+        cfg.accel.kind.value,
+        cfg.quant.kind.value,
+    )
     loaded = loading.load(cfg, model_info.local_path(cfg.model), model_type)
 
     # 5. Datasets and the TRL trainer (LoRA attached here on the standard path).
@@ -66,6 +75,8 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     except Exception as exc:
         report.write_json(out_dir / "run.json", {"status": "failed", "error": str(exc), "started": started})
         raise
+    finally:
+        report.remove_if_empty(out_dir / "checkpoints")
 
     # 7. Save: adapter (or full model) with its tokenizer, resolved config, metrics, run.json.
     weights_dir = out_dir / ("adapter" if loaded.peft_config is not None or _is_peft(trainer.model) else "model")

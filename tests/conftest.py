@@ -1,0 +1,73 @@
+"""Shared fixtures. Nothing here touches the network: tiny models are built offline into a
+per-session cache, and data comes from ../shared/data or files the tests write."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+ALPACA = SHARED_DATA / "alpaca_en_demo.json"
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """AITRAINING_CACHE for this session: tiny models are built here once."""
+    return tmp_path_factory.mktemp("aitraining-cache")
+
+
+@pytest.fixture(scope="session")
+def env(cache_dir) -> dict[str, str]:
+    """Environment for the runner: offline, tiny models in the session cache."""
+    return {
+        **os.environ,
+        "AITRAINING_CACHE": str(cache_dir),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture
+def cli(env, tmp_path):
+    """Run `python -m aitraining ARGS` in a fresh working directory; returns a Result."""
+
+    def run(*args: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None, python_flags=()):
+        done = subprocess.run(
+            [sys.executable, *python_flags, "-m", "aitraining", *args],
+            cwd=cwd or tmp_path,
+            env={**env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    return run
+
+
+def read_run(output_dir: Path) -> dict:
+    return json.loads((output_dir / "run.json").read_text())
+
+
+# Overrides that make a training run take a few seconds on the tiny model.
+QUICK = ["experiment=quickstart", "trainer.max_steps=6", "trainer.logging_steps=2", "data.max_samples=64"]
