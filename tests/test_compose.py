@@ -89,9 +89,8 @@ def test_seed_zero_is_kept():
 
 
 def test_cfg_job_prints_config_without_importing_torch(cli):
-    result = cli(
-        "model=llama3_2_1b", "trainer=sft", "accel=unsloth", "quant=int4", "--cfg", "job", python_flags=("-X", "importtime")
-    )
+    args = ["model=llama3_2_1b", "trainer=sft", "accel=unsloth", "quant=int4", "--cfg", "job"]
+    result = cli(*args, python_flags=("-X", "importtime"))
     assert result.returncode == 0, result.output
     printed = OmegaConf.create(result.stdout)
     assert printed.accel.kind == "unsloth" and printed.quant.kind == "int4"

@@ -95,5 +95,5 @@ def test_wrong_value_type_is_named(tmp_path):
 
 
 def test_valid_split_on_single_file_is_refused():
-    with pytest.raises(ConfigError, match="data.valid_split"):
+    with pytest.raises(ConfigError, match=r"data\.valid_split"):
         examples(ALPACA, valid_split="validation")

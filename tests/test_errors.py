@@ -60,7 +60,8 @@ def test_wrong_type(cli):
 
 
 def test_unknown_trainer_arg_names_closest_field(cli):
-    check_error(bad(cli, "+trainer.args.lr_scheduler_tpye=cosine"), "trainer.args.lr_scheduler_tpye", "lr_scheduler_type")
+    result = bad(cli, "+trainer.args.lr_scheduler_tpye=cosine")
+    check_error(result, "trainer.args.lr_scheduler_tpye", "Did you mean 'lr_scheduler_type'?")
 
 
 def test_trainer_arg_owned_by_aitraining(cli):

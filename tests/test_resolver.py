@@ -17,11 +17,16 @@ def never():
     raise AssertionError("the resolver asked for something it should not need")
 
 
-def env(installed=True, gpu=True, imported=Imported(version="2026.10.9"), world_size=1):
+WORKS = Imported(version="2026.10.9")
+
+
+def env(installed=True, gpu=True, imported=WORKS, world_size=1):
     return Environment(lambda: installed, lambda: gpu, lambda: imported, world_size)
 
 
-def decide_table(model_type="llama", trainer=TrainerKind.sft, quant=Quant.none, environment=None, requested=Accel.unsloth):
+def decide_table(
+    model_type="llama", trainer=TrainerKind.sft, quant=Quant.none, environment=None, requested=Accel.unsloth
+):
     return resolve(requested, trainer, model_type, SUPPORTED, quant, environment or env())
 
 
