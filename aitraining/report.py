@@ -101,9 +101,9 @@ def summary(run: dict[str, Any]) -> str:
         f"{', '.join(run['data']['sources'])}",
         f"loss         {_fmt(loss['train_first'])} -> {_fmt(loss['train_last'])} over {run['steps']} steps"
         + (f" (eval {_fmt(loss['eval'])})" if loss["eval"] is not None else ""),
-        f"speed        {_fmt(run['tokens_per_second'], ',.0f')} tokens/s; {run['wall_seconds']:.1f} s wall",
+        f"speed        {_fmt(run['tokens_per_second'], ',.0f')} tokens/s; {run['wall_seconds']:.1f} s wall"
+        + (f"; peak GPU memory {run['peak_gpu_memory_gib']:.2f} GiB" if run["peak_gpu_memory_gib"] else ""),
         f"output       {run['output_dir']}",
     ]
-    width = max(len(line) for line in lines)
-    rule = "-" * width
+    rule = "-" * min(max(len(line) for line in lines), 100)
     return "\n".join([rule, f"aitraining: {run['status']}", rule, *lines, rule])

@@ -114,6 +114,7 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         "tokens": stats.tokens,
         "tokens_per_second": stats.tokens_per_second,
         "train_seconds": stats.train_seconds,
+        "peak_gpu_memory_gib": stats.peak_gpu_memory_gib,
         "wall_seconds": time.time() - started,
         "seed": cfg.seed,
         "git": report.git_state(Path(context.get("cwd", Path.cwd()))),

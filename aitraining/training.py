@@ -94,6 +94,7 @@ class TrainStats:
     steps: int
     tokens: Optional[int]
     train_seconds: float
+    peak_gpu_memory_gib: Optional[float]
     log_history: list[dict[str, Any]]
 
     @property
@@ -134,5 +135,6 @@ def train(trainer, guard: NonFiniteLossGuard, cfg: Config) -> TrainStats:
         steps=trainer.state.global_step,
         tokens=int(tokens) if tokens is not None else None,
         train_seconds=output.metrics.get("train_runtime", 0.0),
+        peak_gpu_memory_gib=torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
         log_history=history,
     )

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# GPU check: standard transformers/PEFT vs Unsloth on a Llama-3.2-1B-shaped model with random
+# weights (no download), bf16, LoRA r=16 on the seven projections, sequence length 2048, the same
+# data and steps; once with quant=none and once with quant=int4. Prints tokens/s and peak GPU
+# memory for each run and the Unsloth/standard ratios (markdown, also in $OUT/gpu_check.md).
+#
+# On a GPU machine that lacks trl/datasets/bitsandbytes/unsloth/hydra, build their wheels here first
+# (../shared/tools/gpu-wheels.sh .whl) and carry .whl; this script installs them when they are missing.
+#   bash scripts/gpu_check.sh            # GPU: the real check (about 4 minutes on an H100/H200)
+#   bash scripts/gpu_check.sh --small    # CPU: a dry run of the script with a tiny model
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [ -d .whl ] && ! ${PY:-python3} -c "import trl, hydra" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+export PYTHONPATH=${PYTHONPATH:-$PWD} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+PY=${PY:-python3}
+OUT=${OUT:-/tmp/gpu_check_out}; WORK=${WORK:-/tmp/gpu_check_work}; STEPS=${STEPS:-25}
+rm -rf "$WORK"; mkdir -p "$OUT" "$WORK"
+SMALL=""; [ "${1:-}" = "--small" ] && SMALL="--small" && STEPS=3
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU"
+$PY -c "import torch, transformers, trl, peft, bitsandbytes; print('torch', torch.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__, '| peft', peft.__version__, '| bitsandbytes', bitsandbytes.__version__)"
+$PY scripts/gpu_check_setup.py "$WORK" $SMALL || exit 1
+for quant in none int4; do
+  for accel in none unsloth; do
+    start=$(date +%s)
+    $PY -m aitraining project_name=gpu_check model.name="$WORK/llama-3.2-1b-random" model.max_seq_length=2048 \
+      data=custom data.path="$WORK/long.jsonl" data.format=text trainer.max_steps="$STEPS" trainer.batch_size=4 \
+      trainer.logging_steps=5 trainer.gradient_checkpointing=true peft.r=16 peft.alpha=32 accel=$accel quant=$quant \
+      output_dir="$WORK/runs/$accel-$quant" > "$OUT/$accel-$quant.log" 2>&1
+    rc=$?
+    echo "accel=$accel quant=$quant: exit $rc in $(( $(date +%s) - start )) s"
+    grep -E "WARNING: Unsloth|ERROR" "$OUT/$accel-$quant.log" | head -3
+    [ $rc -eq 0 ] || tail -c 1500 "$OUT/$accel-$quant.log"
+  done
+done
+$PY scripts/gpu_check_report.py "$WORK/runs" | tee "$OUT/gpu_check.md"

@@ -1,0 +1,83 @@
+"""The real Unsloth path, end to end on CPU (Unsloth 2026.10.9's own CPU mode).
+
+Runs in the second environment (`make test-unsloth`, part of `make test`), where unsloth is
+installed; skipped where it is not.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from conftest import QUICK, read_run
+
+pytestmark = [
+    pytest.mark.unsloth,
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("unsloth") is None, reason="unsloth is not installed here"),
+]
+
+
+def train(cli, tmp_path, *args: str, extra_env=None):
+    out = tmp_path / "run"
+    return cli(*QUICK, f"output_dir={out}", "accel=unsloth", *args, extra_env=extra_env), out
+
+
+@pytest.mark.parametrize("quant", ["none", "int4"])
+@pytest.mark.parametrize("model_type", ["llama", "mistral", "gemma2", "qwen2"])
+def test_unsloth_trains_supported_types(cli, tmp_path, model_type, quant):
+    result, out = train(cli, tmp_path, f"model.name=tiny:{model_type}", f"quant={quant}")
+    assert result.returncode == 0, result.output[-3000:]
+    assert "continuing without it" not in result.output
+    # Unsloth warns when transformers/trl/peft were imported before it; the runner must not.
+    assert "should be imported before" not in result.output
+    run = read_run(out)
+    assert run["accelerator"] == {"requested": "unsloth", "used": "unsloth", "reason": None,
+                                  "unsloth_version": "2026.10.9"}  # fmt: skip
+    assert run["loss"]["train_last"] == run["loss"]["train_last"]  # finite, not NaN
+    assert run["versions"]["unsloth"] == "2026.10.9"
+    # the adapter loads with plain PEFT, in a process that never imports Unsloth
+    check = (
+        "import sys, torch; from transformers import AutoModelForCausalLM; from peft import PeftModel\n"
+        f"m = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({run['model']['path']!r}), "
+        f"{str(out / 'adapter')!r})\n"
+        "ids = torch.tensor([[1, 5, 9, 12]]); assert torch.isfinite(m(input_ids=ids).logits).all()\n"
+        "assert 'unsloth' not in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_int8_on_cpu_falls_back_with_the_reason(cli, tmp_path):
+    result, out = train(cli, tmp_path, "quant=int8")
+    assert result.returncode == 0, result.output[-3000:]
+    run = read_run(out)
+    assert run["accelerator"]["used"] == "none"
+    assert "int8 is not supported by Unsloth's CPU mode" in run["accelerator"]["reason"]
+
+
+def test_import_failure_falls_back_with_the_first_line(cli, tmp_path):
+    result, out = train(cli, tmp_path, extra_env={"UNSLOTH_DISABLE_CPU_FALLBACK": "1"})
+    assert result.returncode == 0, result.output[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if "continuing without it" in line]
+    assert len(warnings) == 1 and "failed to import: NotImplementedError" in warnings[0]
+    assert read_run(out)["accelerator"]["used"] == "none"
+
+
+def test_full_finetuning_through_unsloth(cli, tmp_path):
+    result, out = train(cli, tmp_path, "peft=none", "trainer.learning_rate=1e-4")
+    assert result.returncode == 0, result.output[-3000:]
+    run = read_run(out)
+    assert run["accelerator"]["used"] == "unsloth" and run["peft"] == "full"
+    assert (out / "model" / "config.json").exists()
+
+
+def test_unsupported_type_does_not_import_unsloth(cli, tmp_path):
+    result, out = train(cli, tmp_path, "model.name=tiny:phi3")
+    assert result.returncode == 0, result.output[-3000:]
+    assert "model type 'phi3' is not supported" in read_run(out)["accelerator"]["reason"]
+    assert read_run(out)["versions"]["unsloth"] == "2026.10.9"  # installed, yet never imported:
+    assert "no GPU found, training on CPU" not in result.output  # Unsloth's import banner
