@@ -100,6 +100,9 @@ class ModelConfig:
     """Weights' dtype while training: auto picks bfloat16 on a capable GPU, float32 on CPU."""
     revision: Optional[str] = None
     """Hub branch, tag or commit; None for the default branch."""
+    chat_template: Optional[str] = None
+    """None: the tokenizer's own. Or a built-in template by name (chatml, llama3, mistral, gemma,
+    qwen2.5), or a path to a .jinja file, for base models that lack one."""
 
     def __post_init__(self) -> None:
         _require(bool(self.name.strip()), "model.name is empty: give a hub id, a local folder or tiny:<type>.")
@@ -127,6 +130,9 @@ class TrainerConfig:
     """Pack several examples into each max_seq_length row (TRL bfd): faster, same tokens."""
     logging_steps: int = 10
     """Log loss every N optimizer steps."""
+    response_only_loss: bool = True
+    """Loss on the response only (Alpaca output, completion, assistant turns); false trains on
+    every token, prompt included."""
     args: dict[str, Any] = field(default_factory=dict)
     """Passed through to TRL's SFTConfig (any SFTConfig/TrainingArguments field)."""
 
@@ -233,11 +239,30 @@ class DataConfig:
     train_split: str = "train"
     valid_split: Optional[str] = None
     """Split (or folder file) used for evaluation; None for no evaluation set."""
+    valid_size: Optional[float] = None
+    """Carve this fraction of the training data out as the evaluation set (shuffled with the
+    run's seed), when there is no validation split."""
     max_samples: Optional[int] = None
     """Use only the first N training examples; None for all."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Rename columns before anything else, e.g. {question: instruction, answer: output}."""
+    use_sharegpt_mapping: bool = False
+    """ShareGPT data: keep the from/value records and render them through a role/content mapping
+    (Unsloth's get_chat_template mapping when Unsloth is used) instead of converting them."""
+    sharegpt_roles: dict[str, str] = field(default_factory=dict)
+    """Extra ShareGPT roles and the chat roles they become, e.g. {observation: tool}. human, gpt
+    and system are always mapped."""
 
     def __post_init__(self) -> None:
         _require(bool(self.path.strip()), "data.path is empty: give a file, a folder or a hub dataset id.")
+        _require(
+            self.valid_size is None or 0 < self.valid_size < 1,
+            f"data.valid_size must be a fraction in (0, 1) or null (got {self.valid_size}).",
+        )
+        _require(
+            self.valid_size is None or self.valid_split is None,
+            "data.valid_size and data.valid_split are both set: choose one source for the evaluation set.",
+        )
         _require(
             self.max_samples is None or self.max_samples >= 1,
             f"data.max_samples must be >= 1 or null (got {self.max_samples}).",

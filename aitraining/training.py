@@ -15,7 +15,7 @@ import torch
 from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from aitraining.config import Config, DataFormat, TrainerKind
+from aitraining.config import Config, DataFormat
 from aitraining.errors import TrainingError
 from aitraining.loading import Loaded
 
@@ -23,7 +23,7 @@ from aitraining.loading import Loaded
 def sft_args(cfg: Config, loaded: Loaded, data_format: DataFormat, out_dir: Path) -> dict[str, Any]:
     """SFTConfig keyword arguments: aitraining's fields first, then `trainer.args` on top."""
     t = cfg.trainer
-    mask_response = t.kind is TrainerKind.sft
+    mask_response = t.response_only_loss
     chat_template = getattr(loaded.tokenizer, "chat_template", None) or ""
     args: dict[str, Any] = {
         "output_dir": str(out_dir / "checkpoints"),
