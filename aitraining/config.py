@@ -16,6 +16,7 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from aitraining import chat_templates
 from aitraining.errors import ConfigError, closest
 from aitraining.trl_fields import SFT_CONFIG_FIELDS
 
@@ -100,6 +101,9 @@ class ModelConfig:
     """Weights' dtype while training: auto picks bfloat16 on a capable GPU, float32 on CPU."""
     revision: Optional[str] = None
     """Hub branch, tag or commit; None for the default branch."""
+    attn_implementation: Optional[str] = None
+    """Attention kernel (transformers' attn_implementation): None for the default (sdpa), or
+    eager, flash_attention_2, ... Packing is fastest with a flash-attention kernel."""
     chat_template: Optional[str] = None
     """None: the tokenizer's own. Or a built-in template by name (chatml, llama3, mistral, gemma,
     qwen2.5), or a path to a .jinja file, for base models that lack one."""
@@ -107,6 +111,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _require(bool(self.name.strip()), "model.name is empty: give a hub id, a local folder or tiny:<type>.")
         _require(self.max_seq_length >= 8, f"model.max_seq_length must be >= 8 (got {self.max_seq_length}).")
+        if self.chat_template is not None:
+            chat_templates.resolve(self.chat_template)  # a built-in name or an existing .jinja file
 
 
 @dataclass

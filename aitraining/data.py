@@ -3,10 +3,12 @@
 Everything here up to `to_datasets` is plain Python (json, csv): bad data is reported within a
 second, naming the file and line or record, before torch is imported or weights load.
 
-Shapes handed to TRL:
+Shapes handed on to encode.py:
 - text              -> {"text": str}
-- alpaca, prompt_completion -> {"prompt": str, "completion": str}  (loss on completion with trainer=sft)
-- messages, sharegpt -> {"messages": [{"role", "content"}, ...]}  (the tokenizer's chat template)
+- alpaca, prompt_completion -> {"prompt": str, "completion": str}
+- messages, sharegpt -> {"messages": [{"role", "content"}, ...]}  (rendered by the chat template)
+- sharegpt with data.use_sharegpt_mapping=true -> {"conversations": [{"from", "value"}, ...]}, kept as
+  they are (roles checked against the mapping) and rendered through a role/content mapping.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -239,22 +242,30 @@ def _from_messages(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
     return {"messages": messages}
 
 
-def _from_sharegpt(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
+def _sharegpt_turns(record: Record, cfg: DataConfig) -> list[dict[str, Any]]:
+    """The conversation's turns, each checked to have from/value and a role inside the mapping."""
     turns = _turns(record, "conversations")
     if not turns:
         raise DataError(f"{record.where}: 'conversations' is an empty conversation.")
-    messages = []
+    roles = {**SHAREGPT_ROLES, **cfg.sharegpt_roles}
     for number, turn in enumerate(turns, start=1):
         if not isinstance(turn, dict) or not {"from", "value"} <= turn.keys():
             raise DataError(f"{record.where}: turn {number} must be an object with 'from' and 'value'.")
-        role = SHAREGPT_ROLES.get(turn["from"])
-        if role is None:
+        if turn["from"] not in roles:
             raise DataError(
                 f"{record.where}: turn {number} has role '{turn['from']}', outside the ShareGPT mapping "
-                f"({', '.join(SHAREGPT_ROLES)})."
+                f"({', '.join(roles)}). Map it with data.sharegpt_roles, e.g. "
+                f"'+data.sharegpt_roles={{{turn['from']}:tool}}'."
             )
-        messages.append({"role": role, "content": turn["value"]})
-    return {"messages": messages}
+    return turns
+
+
+def _from_sharegpt(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
+    roles = {**SHAREGPT_ROLES, **cfg.sharegpt_roles}
+    turns = _sharegpt_turns(record, cfg)
+    if cfg.use_sharegpt_mapping:
+        return {"conversations": [{"from": t["from"], "value": t["value"]} for t in turns]}
+    return {"messages": [{"role": roles[t["from"]], "content": t["value"]} for t in turns]}
 
 
 CONVERTERS = {
@@ -271,6 +282,29 @@ TRL_FORMAT = {
     DataFormat.messages: DataFormat.messages,
     DataFormat.sharegpt: DataFormat.messages,
 }
+
+
+def trl_format(fmt: DataFormat, cfg: DataConfig) -> DataFormat:
+    if fmt is DataFormat.sharegpt and cfg.use_sharegpt_mapping:
+        return DataFormat.sharegpt
+    return TRL_FORMAT[fmt]
+
+
+def rename_columns(records: list[Record], columns: dict[str, str]) -> list[Record]:
+    if not columns:
+        return records
+    return [Record({columns.get(k, k): v for k, v in r.row.items()}, r.where) for r in records]
+
+
+def split_valid(rows: list[dict[str, Any]], size: float, seed: int) -> tuple[list, list]:
+    """Carve a shuffled fraction out as the evaluation set (at least one example each side)."""
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    n_valid = min(max(1, round(len(rows) * size)), len(rows) - 1)
+    if n_valid < 1:
+        raise DataError(f"data.valid_size={size}: {len(rows)} example(s) are too few to carve an evaluation set.")
+    valid = set(order[:n_valid])
+    return [r for i, r in enumerate(rows) if i not in valid], [rows[i] for i in sorted(valid)]
 
 
 def convert(records: list[Record], fmt: DataFormat, cfg: DataConfig, source: str) -> list[dict[str, Any]]:
@@ -298,7 +332,7 @@ def convert(records: list[Record], fmt: DataFormat, cfg: DataConfig, source: str
 # --------------------------------------------------------------------------- entry points
 
 
-def load_examples(cfg: DataConfig) -> Examples:
+def load_examples(cfg: DataConfig, seed: int = 42) -> Examples:
     """Read, detect, validate and convert the train (and validation) data. No torch."""
     location = resolve_path(cfg.path)
     valid_records: Optional[list[Record]] = None
@@ -327,23 +361,22 @@ def load_examples(cfg: DataConfig) -> Examples:
         train_records = read_file(location)
         sources = [str(location)]
 
+    train_records = rename_columns(train_records, cfg.columns)
+    valid_records = rename_columns(valid_records, cfg.columns) if valid_records is not None else None
     fmt = cfg.format
     if fmt is DataFormat.auto:
         if not train_records:
             raise DataError(f"{sources[0]}: holds no records.")
         fmt = detect_format(set(train_records[0].row), cfg)
         log.info("Data format detected: %s (from columns %s).", fmt.value, sorted(train_records[0].row))
+    if cfg.use_sharegpt_mapping and fmt is not DataFormat.sharegpt:
+        raise ConfigError(f"data.use_sharegpt_mapping=true needs ShareGPT data; this data is '{fmt.value}'.")
     train = convert(train_records, fmt, cfg, sources[0])
+    valid = convert(valid_records, fmt, cfg, sources[-1]) if valid_records is not None else None
+    if cfg.valid_size is not None:
+        if valid is not None:
+            raise ConfigError(f"data.valid_size is set, but {sources[-1]} already is a validation set.")
+        train, valid = split_valid(train, cfg.valid_size, seed)
     if cfg.max_samples is not None:
         train = train[: cfg.max_samples]
-    valid = convert(valid_records, fmt, cfg, sources[-1]) if valid_records is not None else None
-    return Examples(format=TRL_FORMAT[fmt], train=train, valid=valid, sources=sources)
-
-
-def to_datasets(examples: Examples):
-    """`datasets.Dataset` objects for TRL (imports `datasets`)."""
-    from datasets import Dataset
-
-    train = Dataset.from_list(examples.train)
-    valid = Dataset.from_list(examples.valid) if examples.valid else None
-    return train, valid
+    return Examples(format=trl_format(fmt, cfg), train=train, valid=valid, sources=sources)

@@ -1,4 +1,4 @@
-"""Load the model and tokenizer, standard or through Unsloth, and describe the LoRA to train.
+"""Load the tokenizer, then the model (standard or through Unsloth), and describe the LoRA to train.
 
 Standard path: AutoModelForCausalLM (+ BitsAndBytesConfig for int4/int8); the LoRA goes to TRL's
 SFTTrainer as a `peft_config`. Unsloth path: FastLanguageModel.from_pretrained and
@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 @dataclass
 class Loaded:
     model: Any
-    tokenizer: Any
     peft_config: Any  # a peft.LoraConfig for SFTTrainer, or None (Unsloth adapters / full fine-tuning)
     dtype: str  # "float32", "bfloat16" or "float16"
     target_modules: Optional[Union[list[str], str]]  # what the LoRA actually targets
@@ -99,37 +98,55 @@ def lora_config(cfg: Config, target_modules):
     )
 
 
+def load_tokenizer(cfg: Config, path: str):
+    """The tokenizer, loaded before the model so the data can be checked first (the same one is
+    used with Unsloth, whose loader would return an equivalent copy)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        path, trust_remote_code=cfg.model.trust_remote_code, revision=cfg.model.revision
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+        log.info("The tokenizer has no pad token: using its eos token '%s'.", tokenizer.eos_token)
+    return tokenizer
+
+
 def load_standard(cfg: Config, path: str, model_type: str) -> Loaded:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     dtype = torch_dtype(cfg.model.dtype)
-    common = {"trust_remote_code": cfg.model.trust_remote_code, "revision": cfg.model.revision}
-    tokenizer = AutoTokenizer.from_pretrained(path, **common)
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, quantization_config=quantization_config(cfg, dtype), **common
+        path,
+        dtype=dtype,
+        quantization_config=quantization_config(cfg, dtype),
+        attn_implementation=cfg.model.attn_implementation,
+        trust_remote_code=cfg.model.trust_remote_code,
+        revision=cfg.model.revision,
     )
     if cfg.peft.kind is PeftKind.none:
-        return Loaded(model, tokenizer, None, dtype_name(dtype), None)
+        return Loaded(model, None, dtype_name(dtype), None)
     targets = resolve_target_modules(list(cfg.peft.target_modules), module_names(model), model_type)
-    return Loaded(model, tokenizer, lora_config(cfg, targets), dtype_name(dtype), targets)
+    return Loaded(model, lora_config(cfg, targets), dtype_name(dtype), targets)
 
 
 def load_unsloth(cfg: Config, path: str, model_type: str) -> Loaded:
     from unsloth import FastLanguageModel
 
     dtype = torch_dtype(cfg.model.dtype)
-    model, tokenizer = FastLanguageModel.from_pretrained(
+    model, _ = FastLanguageModel.from_pretrained(
         model_name=path,
         max_seq_length=cfg.model.max_seq_length,
         dtype=dtype,
         load_in_4bit=cfg.quant.kind is Quant.int4,
         load_in_8bit=cfg.quant.kind is Quant.int8,
         full_finetuning=cfg.peft.kind is PeftKind.none,
+        attn_implementation=cfg.model.attn_implementation,
         trust_remote_code=cfg.model.trust_remote_code,
         revision=cfg.model.revision,
     )
     if cfg.peft.kind is PeftKind.none:
-        return Loaded(model, tokenizer, None, dtype_name(dtype), None)
+        return Loaded(model, None, dtype_name(dtype), None)
     targets = resolve_target_modules(list(cfg.peft.target_modules), module_names(model), model_type)
     model = FastLanguageModel.get_peft_model(
         model,
@@ -141,7 +158,7 @@ def load_unsloth(cfg: Config, path: str, model_type: str) -> Loaded:
         use_gradient_checkpointing="unsloth" if cfg.trainer.gradient_checkpointing else False,
         random_state=cfg.seed,
     )
-    return Loaded(model, tokenizer, None, dtype_name(dtype), targets, gradient_checkpointing_by_model=True)
+    return Loaded(model, None, dtype_name(dtype), targets, gradient_checkpointing_by_model=True)
 
 
 LOADERS: dict[Accel, Callable[[Config, str, str], Loaded]] = {
@@ -150,9 +167,5 @@ LOADERS: dict[Accel, Callable[[Config, str, str], Loaded]] = {
 }
 
 
-def load(cfg: Config, path: str, model_type: str) -> Loaded:
-    loaded = LOADERS[cfg.accel.kind](cfg, path, model_type)
-    if loaded.tokenizer.pad_token is None:
-        loaded.tokenizer.pad_token = loaded.tokenizer.eos_token
-        log.info("The tokenizer has no pad token: using its eos token '%s'.", loaded.tokenizer.eos_token)
-    return loaded
+def load_model(cfg: Config, path: str, model_type: str) -> Loaded:
+    return LOADERS[cfg.accel.kind](cfg, path, model_type)

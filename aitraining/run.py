@@ -16,7 +16,7 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 
 from aitraining import data, model_info, report, resolver
-from aitraining.config import Config
+from aitraining.config import Accel, Config
 
 log = logging.getLogger("aitraining")
 
@@ -40,8 +40,8 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     report.check_output_dir(out_dir, cfg.overwrite)
     log.info("Output folder: %s", out_dir)
 
-    # 2. The data: read, format detected or checked, converted to TRL's shape. No torch yet.
-    examples = data.load_examples(cfg.data)
+    # 2. The data: read, format detected or checked, converted. Plain Python, no torch yet.
+    examples = data.load_examples(cfg.data, cfg.seed)
     log.info("Data: %d training examples (%s) from %s.", len(examples.train), examples.format.value, examples.sources)
 
     # 3. The accelerator, decided from config.json without weights; the config is rewritten to
@@ -50,24 +50,25 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     decision = resolver.decide(cfg, model_type)
     cfg = resolver.apply(cfg, decision)
 
-    # 4. Model and tokenizer (Unsloth's FastLanguageModel or transformers + bitsandbytes).
-    from aitraining import loading, training  # heavy: torch, transformers, trl, peft
+    # 4. Tokenizer and chat template, then every example tokenized once with its loss mask;
+    #    lengths are checked here, before the model loads.
+    from aitraining import encode, loading, training  # heavy: transformers, trl, peft (after Unsloth)
 
-    log.info(
-        "Loading %s (%s) with accel=%s, quant=%s.",
-        cfg.model.name,
-        model_type,
-        cfg.accel.kind.value,
-        cfg.quant.kind.value,
-    )
-    loaded = loading.load(cfg, model_info.local_path(cfg.model), model_type)
+    model_path = model_info.local_path(cfg.model)
+    tokenizer = loading.load_tokenizer(cfg, model_path)
+    template = encode.setup_template(tokenizer, cfg, examples.format, decision.used is Accel.unsloth)
+    encoded = encode.encode(examples, tokenizer, cfg, template)
 
-    # 5. Datasets and the TRL trainer (LoRA attached here on the standard path).
-    train_ds, valid_ds = data.to_datasets(examples)
-    trainer, guard = training.build_trainer(cfg, loaded, examples.format, train_ds, valid_ds, out_dir)
+    # 5. The model (Unsloth's FastLanguageModel, or transformers + bitsandbytes) and its LoRA.
+    log.info("Loading %s (%s) with accel=%s, quant=%s.", cfg.model.name, model_type, cfg.accel.kind.value,
+             cfg.quant.kind.value)  # fmt: skip
+    loaded = loading.load_model(cfg, model_path, model_type)
+
+    # 6. The TRL trainer (LoRA attached here on the standard path).
+    trainer, guard = training.build_trainer(cfg, loaded, tokenizer, encoded.train, encoded.valid, out_dir)
     trainable, total = _parameter_counts(trainer.model)
 
-    # 6. Train. A NaN/inf loss or weight stops the run with an error and saves nothing.
+    # 7. Train. A NaN/inf loss or weight stops the run with an error and saves nothing.
     out_dir.mkdir(parents=True, exist_ok=True)
     report.write_json(out_dir / "run.json", {"status": "running", "started": started})
     try:
@@ -78,10 +79,10 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     finally:
         report.remove_if_empty(out_dir / "checkpoints")
 
-    # 7. Save: adapter (or full model) with its tokenizer, resolved config, metrics, run.json.
+    # 8. Save: adapter (or full model) with its tokenizer, resolved config, metrics, run.json.
     weights_dir = out_dir / ("adapter" if loaded.peft_config is not None or _is_peft(trainer.model) else "model")
     trainer.model.save_pretrained(weights_dir)
-    loaded.tokenizer.save_pretrained(weights_dir)
+    tokenizer.save_pretrained(weights_dir)
     resolved = OmegaConf.structured(cfg)
     resolved.output_dir = str(out_dir)
     OmegaConf.save(resolved, out_dir / "config.yaml")
@@ -107,6 +108,8 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
             "sources": examples.sources,
             "train_examples": len(examples.train),
             "valid_examples": len(examples.valid) if examples.valid else 0,
+            "packing": cfg.trainer.packing,
+            **encoded.stats,
         },
         "parameters": {"trainable": trainable, "total": total},
         "loss": {"train_first": stats.train_loss_first, "train_last": stats.train_loss_last, "eval": stats.eval_loss},

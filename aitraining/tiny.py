@@ -20,7 +20,7 @@ from typing import Any
 from aitraining.errors import ConfigError
 
 SCHEME = "tiny:"
-VERSION = "v2"
+VERSION = "v3"
 VOCAB_SIZE = 1024
 
 CHAT_TEMPLATE = (
@@ -38,7 +38,7 @@ _COMMON = {
     "hidden_size": 64,
     "intermediate_size": 128,
     "num_hidden_layers": 2,
-    "max_position_embeddings": 1024,
+    "max_position_embeddings": 2048,
     # 5x the usual 0.02: with frozen random embeddings and head, LoRA can then move the loss.
     "initializer_range": 0.1,
 }
@@ -52,7 +52,7 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     "gemma": {**_COMMON, **_ATTN, "head_dim": 16},
     "gemma2": {**_COMMON, **_ATTN, "head_dim": 16, "sliding_window": 512, "query_pre_attn_scalar": 16},
     "phi3": {**_COMMON, **_ATTN, "sliding_window": None, "pad_token_id": 0},
-    "gpt2": {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 1024, "initializer_range": 0.1},
+    "gpt2": {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 2048, "initializer_range": 0.1},
 }
 
 

@@ -6,6 +6,7 @@ Imports torch/transformers: run.py imports this module only after the accelerato
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +16,16 @@ import torch
 from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from aitraining.config import Config, DataFormat
+from aitraining.config import Config
 from aitraining.errors import TrainingError
 from aitraining.loading import Loaded
 
+log = logging.getLogger(__name__)
 
-def sft_args(cfg: Config, loaded: Loaded, data_format: DataFormat, out_dir: Path) -> dict[str, Any]:
+
+def sft_args(cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any]:
     """SFTConfig keyword arguments: aitraining's fields first, then `trainer.args` on top."""
     t = cfg.trainer
-    mask_response = t.response_only_loss
-    chat_template = getattr(loaded.tokenizer, "chat_template", None) or ""
     args: dict[str, Any] = {
         "output_dir": str(out_dir / "checkpoints"),
         "learning_rate": t.learning_rate,
@@ -43,9 +44,9 @@ def sft_args(cfg: Config, loaded: Loaded, data_format: DataFormat, out_dir: Path
         "seed": cfg.seed,
         "data_seed": cfg.seed,
         "max_length": cfg.model.max_seq_length,
-        "dataset_text_field": "text",
-        "completion_only_loss": mask_response if data_format is DataFormat.prompt_completion else None,
-        "assistant_only_loss": mask_response and data_format is DataFormat.messages and "generation" in chat_template,
+        # encode.py hands TRL input_ids + labels with the loss mask already applied
+        "completion_only_loss": False,
+        "assistant_only_loss": False,
         "use_cpu": not torch.cuda.is_available(),
         "bf16": loaded.dtype == "bfloat16",
         "fp16": loaded.dtype == "float16",
@@ -72,14 +73,22 @@ class NonFiniteLossGuard(TrainerCallback):
         return control
 
 
-def build_trainer(cfg: Config, loaded: Loaded, data_format: DataFormat, train_ds, valid_ds, out_dir: Path):
+def build_trainer(cfg: Config, loaded: Loaded, tokenizer, train_ds, valid_ds, out_dir: Path):
+    attention = getattr(loaded.model.config, "_attn_implementation", None) or "default"
+    if cfg.trainer.packing and "flash" not in attention:
+        log.warning(
+            "trainer.packing=true with %s attention: examples stay apart (position_ids), but attention runs over "
+            "each whole packed row, which is usually slower than padding. Packing pays off with "
+            "model.attn_implementation=flash_attention_2 (GPU).",
+            attention,
+        )
     guard = NonFiniteLossGuard()
     trainer = SFTTrainer(
         model=loaded.model,
-        args=SFTConfig(**sft_args(cfg, loaded, data_format, out_dir)),
+        args=SFTConfig(**sft_args(cfg, loaded, out_dir)),
         train_dataset=train_ds,
         eval_dataset=valid_ds,
-        processing_class=loaded.tokenizer,
+        processing_class=tokenizer,
         peft_config=loaded.peft_config,  # None on the Unsloth path: the model already is a PeftModel
         callbacks=[guard],
     )

@@ -29,9 +29,12 @@ class Result:
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory) -> Path:
-    """AITRAINING_CACHE for this session: tiny models are built here once."""
-    return tmp_path_factory.mktemp("aitraining-cache")
+def cache_dir(tmp_path_factory):
+    """AITRAINING_CACHE for this session (also in this process): tiny models are built here once."""
+    path = tmp_path_factory.mktemp("aitraining-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AITRAINING_CACHE", str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")

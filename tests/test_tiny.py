@@ -10,10 +10,9 @@ from aitraining import tiny
 
 
 @pytest.mark.parametrize("model_type", sorted(tiny.ARCHITECTURES))
-def test_builds_offline_with_chat_template(model_type, cache_dir, monkeypatch):
+def test_builds_offline_with_chat_template(model_type, cache_dir):
     from transformers import AutoTokenizer
 
-    monkeypatch.setenv("AITRAINING_CACHE", str(cache_dir))
     path = tiny.ensure_tiny(f"tiny:{model_type}")
     assert json.loads((path / "config.json").read_text())["model_type"] == model_type
     tokenizer = AutoTokenizer.from_pretrained(path)

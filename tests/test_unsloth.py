@@ -81,3 +81,58 @@ def test_unsupported_type_does_not_import_unsloth(cli, tmp_path):
     assert "model type 'phi3' is not supported" in read_run(out)["accelerator"]["reason"]
     assert read_run(out)["versions"]["unsloth"] == "2026.10.9"  # installed, yet never imported:
     assert "no GPU found, training on CPU" not in result.output  # Unsloth's import banner
+
+
+@pytest.mark.parametrize("name", ["chatml", "llama3", "mistral", "gemma", "qwen2.5"])
+def test_sharegpt_mapping_unsloth_and_runner_give_the_same_token_ids(cache_dir, tmp_path, name):
+    import json
+
+    import unsloth  # noqa: F401  (the Unsloth road needs it imported)
+    from transformers import AutoTokenizer
+    from unsloth.chat_templates import get_chat_template
+
+    from aitraining import encode, tiny
+    from aitraining.config import Config, DataConfig, ModelConfig, TrainerConfig
+    from aitraining.data import load_examples
+    from conftest import SHARED_DATA
+
+    rows = json.loads((SHARED_DATA / "dpo_en_demo.json").read_text())[:20]
+    path = tmp_path / "sharegpt.json"
+    path.write_text(json.dumps([{"conversations": [*r["conversations"], r["chosen"]]} for r in rows]))
+    tokenizer_path = tiny.ensure_tiny("tiny:llama")
+    # The template as Unsloth installs it for `name` (placeholders filled), without the mapping.
+    plain = get_chat_template(AutoTokenizer.from_pretrained(tokenizer_path), chat_template=name, map_eos_token=False)
+    unsloth_template = tmp_path / "unsloth.jinja"
+    unsloth_template.write_text(plain.chat_template)
+
+    def token_ids(chat_template: str, unsloth_used: bool):
+        cfg = Config(
+            model=ModelConfig(name="tiny:llama", chat_template=chat_template),
+            trainer=TrainerConfig(response_only_loss=False),
+            data=DataConfig(path=str(path), use_sharegpt_mapping=True),
+        )
+        examples = load_examples(cfg.data)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        template = encode.setup_template(tokenizer, cfg, examples.format, unsloth_used)
+        assert template.unsloth_mapping is unsloth_used
+        return encode.encode(examples, tokenizer, cfg, template).train["input_ids"]
+
+    through_unsloth = token_ids(name, unsloth_used=True)  # get_chat_template(..., mapping=...)
+    through_runner = token_ids(str(unsloth_template), unsloth_used=False)  # same template, own mapping
+    assert through_unsloth == through_runner
+
+
+def test_sharegpt_mapping_trains_through_unsloth(cli, tmp_path):
+    import json
+
+    from conftest import SHARED_DATA
+
+    rows = json.loads((SHARED_DATA / "dpo_en_demo.json").read_text())[:32]
+    path = tmp_path / "sharegpt.json"
+    path.write_text(json.dumps([{"conversations": [*r["conversations"], r["chosen"]]} for r in rows]))
+    result, out = train(cli, tmp_path, f"data.path={path}", "data.format=sharegpt", "data.use_sharegpt_mapping=true",
+                        "model.chat_template=chatml")  # fmt: skip
+    assert result.returncode == 0, result.output[-3000:]
+    run = read_run(out)
+    assert run["accelerator"]["used"] == "unsloth"
+    assert run["data"]["chat_template"] == "unsloth:chatml (ShareGPT mapping)"

@@ -1,0 +1,216 @@
+"""Render every example through its template and tokenize it once, with its loss mask, before
+the model loads. TRL receives `input_ids` + `labels` (-100 where no loss falls) and only truncates,
+packs and collates.
+
+Loss masks (trainer.response_only_loss=true, the sft default):
+- prompt_completion (Alpaca included): the prompt's tokens are masked, the completion and EOS train;
+- messages / ShareGPT: only assistant turns train, from the chat template's `{% generation %}` marks;
+- text: every token trains.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from aitraining import chat_templates
+from aitraining.config import Config, DataFormat
+from aitraining.data import SHAREGPT_ROLES, Examples
+from aitraining.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+IGNORE = -100
+UNSLOTH_MAPPING = {"role": "from", "content": "value", "user": "human", "assistant": "gpt"}
+
+
+@dataclass
+class Template:
+    """How chat examples are rendered: which template, and whether it can mask the loss."""
+
+    source: str  # "tokenizer", "built-in chatml", "file x.jinja", "unsloth:chatml (ShareGPT mapping)"
+    masks_assistant: bool
+    unsloth_mapping: bool = False  # ShareGPT records rendered as they are by Unsloth's mapped template
+
+
+@dataclass
+class Encoded:
+    train: Any  # datasets.Dataset with input_ids, labels
+    valid: Any
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def setup_template(tokenizer, cfg: Config, data_format: DataFormat, unsloth_used: bool) -> Optional[Template]:
+    """Give the tokenizer the chat template the run uses (None for data that is not chat)."""
+    if data_format not in (DataFormat.messages, DataFormat.sharegpt):
+        return None
+    name = cfg.model.chat_template
+    if data_format is DataFormat.sharegpt and unsloth_used and _unsloth_can_map(name, cfg):
+        from unsloth.chat_templates import get_chat_template
+
+        get_chat_template(tokenizer, chat_template=name, mapping=UNSLOTH_MAPPING, map_eos_token=False)
+        return Template(f"unsloth:{name} (ShareGPT mapping)", masks_assistant=False, unsloth_mapping=True)
+    if name is not None:
+        tokenizer.chat_template = chat_templates.resolve(name)
+        source = f"built-in {name}" if name in chat_templates.TEMPLATES else f"file {name}"
+    elif getattr(tokenizer, "chat_template", None):
+        source = "tokenizer"
+    else:
+        raise ConfigError(
+            f"model.chat_template: the tokenizer of {cfg.model.name} has no chat template, and the data is chat "
+            f"data. Set model.chat_template to one of {', '.join(chat_templates.TEMPLATES)} or a .jinja file."
+        )
+    return Template(source, masks_assistant=chat_templates.has_generation_markers(tokenizer.chat_template))
+
+
+def _unsloth_can_map(name: Optional[str], cfg: Config) -> bool:
+    """Unsloth's get_chat_template mapping needs a template name it knows and the standard roles."""
+    from unsloth.chat_templates import CHAT_TEMPLATES
+
+    if name is None or name not in CHAT_TEMPLATES:
+        log.info(
+            "ShareGPT mapping: Unsloth's get_chat_template needs a template it knows (model.chat_template=%s); "
+            "the runner's own mapping renders the records instead.",
+            name,
+        )
+        return False
+    if cfg.data.sharegpt_roles:
+        log.info("ShareGPT mapping: extra roles %s; the runner's own mapping renders them.", cfg.data.sharegpt_roles)
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- tokenizing
+
+
+def _with_eos(ids: list[int], eos: Optional[int]) -> list[int]:
+    return [*ids, eos] if eos is not None and (not ids or ids[-1] != eos) else ids
+
+
+def _encode_text(rows: list[dict], tokenizer, mask: bool) -> tuple[list, list]:
+    ids = [_with_eos(x, tokenizer.eos_token_id) for x in tokenizer([r["text"] for r in rows])["input_ids"]]
+    return ids, [list(x) for x in ids]
+
+
+def _encode_prompt_completion(rows: list[dict], tokenizer, mask: bool) -> tuple[list, list]:
+    prompts = tokenizer([r["prompt"] for r in rows])["input_ids"]
+    completions = tokenizer([r["completion"] for r in rows], add_special_tokens=False)["input_ids"]
+    ids, labels = [], []
+    for prompt, completion in zip(prompts, completions, strict=True):
+        answer = _with_eos(completion, tokenizer.eos_token_id)
+        ids.append(prompt + answer)
+        labels.append(([IGNORE] * len(prompt) if mask else list(prompt)) + answer)
+    return ids, labels
+
+
+def _sharegpt_to_messages(conversation: list[dict], roles: dict[str, str]) -> list[dict]:
+    return [{"role": roles[turn["from"]], "content": turn["value"]} for turn in conversation]
+
+
+def _encode_chat(conversations: list[list[dict]], tokenizer, mask: bool) -> tuple[list, list]:
+    out = tokenizer.apply_chat_template(
+        conversations, tokenize=True, return_dict=True, return_assistant_tokens_mask=mask
+    )
+    ids = [list(x) for x in out["input_ids"]]
+    if not mask:
+        return ids, [list(x) for x in ids]
+    labels = [
+        [token if keep else IGNORE for token, keep in zip(row, keeps, strict=True)]
+        for row, keeps in zip(ids, out["assistant_masks"], strict=True)
+    ]
+    return ids, labels
+
+
+def encoder(data_format: DataFormat, template: Optional[Template], cfg: Config) -> Callable:
+    """rows, tokenizer -> (input_ids, labels) for this format, mask decided once here."""
+    mask = cfg.trainer.response_only_loss
+    if data_format is DataFormat.text:
+        return lambda rows, tok: _encode_text(rows, tok, mask)
+    if data_format is DataFormat.prompt_completion:
+        return lambda rows, tok: _encode_prompt_completion(rows, tok, mask)
+    assert template is not None
+    chat_mask = mask and template.masks_assistant
+    if mask and not template.masks_assistant:
+        log.warning(
+            "The chat template (%s) has no {%% generation %%} markers, so the loss covers every token, not only "
+            "assistant turns. For assistant-only loss set model.chat_template to one of %s%s.",
+            template.source,
+            ", ".join(chat_templates.TEMPLATES),
+            " and data.use_sharegpt_mapping=false" if template.unsloth_mapping else "",
+        )
+    if data_format is DataFormat.messages:
+        return lambda rows, tok: _encode_chat([r["messages"] for r in rows], tok, chat_mask)
+    if template.unsloth_mapping:  # ShareGPT records as they are: Unsloth's template reads from/value
+        return lambda rows, tok: _encode_chat([r["conversations"] for r in rows], tok, chat_mask)
+    roles = {**SHAREGPT_ROLES, **cfg.data.sharegpt_roles}
+    return lambda rows, tok: _encode_chat(
+        [_sharegpt_to_messages(r["conversations"], roles) for r in rows], tok, chat_mask
+    )
+
+
+# --------------------------------------------------------------------------- checks and stats
+
+
+def check_lengths(ids: list[list[int]], labels: list[list[int]], max_len: int, source: str) -> dict[str, Any]:
+    """Error when no example fits max_seq_length, warn with the count when some are cut."""
+    lengths = [len(x) for x in ids]
+    long = sum(n > max_len for n in lengths)
+    if long == len(lengths):
+        raise DataError(
+            f"{source}: every one of the {len(lengths)} examples is longer than model.max_seq_length={max_len} tokens "
+            f"(the shortest has {min(lengths)}). Raise model.max_seq_length or shorten the examples."
+        )
+    if long:
+        log.warning(
+            "%d of %d examples are longer than model.max_seq_length=%d tokens and will be truncated (longest: %d).",
+            long,
+            len(lengths),
+            max_len,
+            max(lengths),
+        )
+    empty = sum(all(t == IGNORE for t in row[:max_len]) for row in labels)
+    if empty:
+        log.warning("%d example(s) have no trained tokens within max_seq_length and will be dropped.", empty)
+    return {"examples": len(lengths), "truncated": long, "longest": max(lengths), "no_loss_tokens": empty}
+
+
+def padding_share(lengths: list[int], batch_size: int, seed: int) -> float:
+    """Share of pad tokens when examples are batched unpacked (random batches, padded to the longest)."""
+    order = list(lengths)
+    random.Random(seed).shuffle(order)
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    padded = sum(len(batch) * max(batch) for batch in batches)
+    return 1 - sum(order) / padded if padded else 0.0
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def encode(examples: Examples, tokenizer, cfg: Config, template: Optional[Template]) -> Encoded:
+    from datasets import Dataset
+
+    encode_rows = encoder(examples.format, template, cfg)
+    max_len = cfg.model.max_seq_length
+    ids, labels = encode_rows(examples.train, tokenizer)
+    stats = check_lengths(ids, labels, max_len, examples.sources[0])
+    lengths = [min(len(x), max_len) for x in ids]
+    stats.update(
+        tokens=sum(lengths),
+        trained_tokens=sum(sum(t != IGNORE for t in row[:max_len]) for row in labels),
+        chat_template=template.source if template else None,
+        padding_share_without_packing=round(padding_share(lengths, cfg.trainer.batch_size, cfg.seed), 4),
+        # TRL's bfd packing is padding-free: rows are concatenated, position_ids keep examples apart.
+        padding_share_with_packing=0.0,
+    )
+    train = Dataset.from_dict({"input_ids": ids, "labels": labels})
+    valid = None
+    if examples.valid:
+        valid_ids, valid_labels = encode_rows(examples.valid, tokenizer)
+        valid = Dataset.from_dict({"input_ids": valid_ids, "labels": valid_labels})
+    return Encoded(train, valid, stats)
