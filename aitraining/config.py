@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from aitraining import chat_templates
 from aitraining.errors import ConfigError, closest
-from aitraining.trl_fields import SFT_CONFIG_FIELDS
+from aitraining.trl_fields import DPO_CONFIG_FIELDS, ORPO_CONFIG_FIELDS, SFT_CONFIG_FIELDS
 
 # --------------------------------------------------------------------------- choices
 
@@ -33,6 +33,11 @@ class DType(Enum):
 class TrainerKind(Enum):
     sft = "sft"  # supervised fine-tuning; loss on the response only where the data marks one
     default = "default"  # plain causal-LM fine-tuning: loss on every token
+    dpo = "dpo"  # direct preference optimisation on chosen/rejected pairs (TRL DPOTrainer)
+    orpo = "orpo"  # odds-ratio preference optimisation, no reference model (TRL ORPOTrainer)
+
+
+PREFERENCE_TRAINERS = (TrainerKind.dpo, TrainerKind.orpo)
 
 
 class Accel(Enum):
@@ -58,6 +63,7 @@ class DataFormat(Enum):
     messages = "messages"  # OpenAI-style lists of {role, content}
     sharegpt = "sharegpt"  # conversations of {from, value}; converted to messages
     prompt_completion = "prompt_completion"  # prompt / completion columns
+    preference = "preference"  # prompt (or ShareGPT conversations) + chosen / rejected, for dpo/orpo
 
 
 SEVEN_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -76,7 +82,17 @@ OWNED_SFT_KEYS = {
     "logging_steps": "trainer.logging_steps",
     "seed": "seed",
     "max_length": "model.max_seq_length",
+    "beta": "trainer.beta",
+    "max_completion_length": "trainer.max_completion_length",
 }
+TRL_FIELDS = {
+    TrainerKind.sft: SFT_CONFIG_FIELDS,
+    TrainerKind.default: SFT_CONFIG_FIELDS,
+    TrainerKind.dpo: DPO_CONFIG_FIELDS,
+    TrainerKind.orpo: ORPO_CONFIG_FIELDS,
+}
+TRL_CONFIG_NAMES = {TrainerKind.sft: "SFTConfig", TrainerKind.default: "SFTConfig", TrainerKind.dpo: "DPOConfig",
+                    TrainerKind.orpo: "ORPOConfig"}  # fmt: skip
 
 
 def _require(ok: bool, message: str) -> None:
@@ -139,8 +155,17 @@ class TrainerConfig:
     response_only_loss: bool = True
     """Loss on the response only (Alpaca output, completion, assistant turns); false trains on
     every token, prompt included."""
+    beta: Optional[float] = None
+    """dpo/orpo: strength of the preference term (DPO's beta, ORPO's lambda); 0.1 in their files."""
+    max_prompt_length: Optional[int] = None
+    """dpo/orpo: keep only the last N tokens of each prompt; None for no limit."""
+    max_completion_length: Optional[int] = None
+    """dpo/orpo: keep only the first N tokens of each chosen/rejected reply; None for no limit."""
+    ref_model: Optional[str] = None
+    """dpo: a separate reference model (hub id or folder). None: with LoRA the base model with the
+    adapters disabled (no second copy in memory); with full fine-tuning a frozen copy."""
     args: dict[str, Any] = field(default_factory=dict)
-    """Passed through to TRL's SFTConfig (any SFTConfig/TrainingArguments field)."""
+    """Passed through to TRL's config for this trainer (SFTConfig, DPOConfig or ORPOConfig)."""
 
     def __post_init__(self) -> None:
         _require(self.learning_rate > 0, f"trainer.learning_rate must be > 0 (got {self.learning_rate}).")
@@ -155,13 +180,28 @@ class TrainerConfig:
             f"trainer.gradient_accumulation must be >= 1 (got {self.gradient_accumulation}).",
         )
         _require(self.logging_steps >= 1, f"trainer.logging_steps must be >= 1 (got {self.logging_steps}).")
+        preference = {"beta": self.beta, "max_prompt_length": self.max_prompt_length,
+                      "max_completion_length": self.max_completion_length, "ref_model": self.ref_model}  # fmt: skip
+        if self.kind in PREFERENCE_TRAINERS:
+            _require(self.beta is not None and self.beta > 0, f"trainer.beta must be > 0 (got {self.beta}).")
+            for key in ("max_prompt_length", "max_completion_length"):
+                value = preference[key]
+                _require(value is None or value >= 1, f"trainer.{key} must be >= 1 or null (got {value}).")
+            _require(
+                self.ref_model is None or self.kind is TrainerKind.dpo,
+                "trainer.ref_model applies to dpo only (ORPO needs no reference model).",
+            )
+        else:
+            for key, value in preference.items():
+                _require(value is None, f"trainer.{key} applies to trainer=dpo/orpo only, not {self.kind.value}.")
+        fields = TRL_FIELDS[self.kind]
         for key in self.args:
             if key in OWNED_SFT_KEYS:
                 raise ConfigError(f"trainer.args.{key} is set by aitraining: set {OWNED_SFT_KEYS[key]} instead.")
-            if key not in SFT_CONFIG_FIELDS:
+            if key not in fields:
                 raise ConfigError(
-                    f"trainer.args.{key} is not a field of TRL's SFTConfig/TrainingArguments."
-                    f"{closest(key, SFT_CONFIG_FIELDS)}"
+                    f"trainer.args.{key} is not a field of TRL's {TRL_CONFIG_NAMES[self.kind]}/TrainingArguments."
+                    f"{closest(key, fields)}"
                 )
 
 

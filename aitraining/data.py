@@ -51,6 +51,14 @@ class Examples:
     train: list[dict[str, Any]]
     valid: Optional[list[dict[str, Any]]] = None
     sources: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)  # of the first raw record, for error messages
+
+    @property
+    def is_chat(self) -> bool:
+        """Rendered through a chat template (message lists, ShareGPT, conversational pairs)."""
+        if self.format is DataFormat.preference:
+            return bool(self.train) and isinstance(self.train[0]["prompt"], list)
+        return self.format in (DataFormat.messages, DataFormat.sharegpt)
 
 
 # --------------------------------------------------------------------------- locating
@@ -164,6 +172,8 @@ def _read_hub(dataset_id: str, split: str) -> list[Record]:
 
 
 def detect_format(columns: set[str], cfg: DataConfig) -> DataFormat:
+    if {"chosen", "rejected"} <= columns:
+        return DataFormat.preference
     if cfg.messages_column in columns:
         return DataFormat.messages
     if "conversations" in columns:
@@ -188,6 +198,7 @@ def _required_columns(fmt: DataFormat, cfg: DataConfig) -> list[str]:
         DataFormat.messages: [cfg.messages_column],
         DataFormat.sharegpt: ["conversations"],
         DataFormat.prompt_completion: ["prompt", "completion"],
+        DataFormat.preference: ["chosen", "rejected"],
     }[fmt]
 
 
@@ -268,12 +279,47 @@ def _from_sharegpt(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
     return {"messages": [{"role": roles[t["from"]], "content": t["value"]} for t in turns]}
 
 
+def _reply(record: Record, key: str, roles: dict[str, str], conversational: bool) -> Any:
+    """A chosen/rejected reply: a string, a ShareGPT turn, or a list of messages."""
+    value = record.row[key]
+    if isinstance(value, dict) and {"from", "value"} <= value.keys():
+        value = value["value"]
+    if isinstance(value, str):
+        return [{"role": "assistant", "content": value}] if conversational else value
+    if isinstance(value, list) and conversational and all(isinstance(m, dict) and "content" in m for m in value):
+        return [{"role": m.get("role", roles.get(m.get("from", ""), "assistant")), "content": m["content"]}
+                for m in value]  # fmt: skip
+    raise DataError(f"{record.where}: '{key}' must be a string, a ShareGPT turn or a list of messages.")
+
+
+def _from_preference(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
+    roles = {**SHAREGPT_ROLES, **cfg.sharegpt_roles}
+    if "conversations" in record.row:
+        turns = _sharegpt_turns(record, cfg)
+        prompt: Any = [{"role": roles[t["from"]], "content": t["value"]} for t in turns]
+    elif "prompt" in record.row:
+        prompt = record.row["prompt"]
+        if not isinstance(prompt, (str, list)):
+            raise DataError(f"{record.where}: 'prompt' must be a string or a list of messages.")
+    else:
+        raise DataError(
+            f"{record.where}: preference data needs 'prompt' (or ShareGPT 'conversations') with 'chosen' and "
+            f"'rejected'; it has {sorted(record.row)}."
+        )
+    conversational = isinstance(prompt, list)
+    chosen, rejected = (_reply(record, k, roles, conversational) for k in ("chosen", "rejected"))
+    if not chosen or not rejected:
+        return None
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
 CONVERTERS = {
     DataFormat.text: _from_text,
     DataFormat.alpaca: _from_alpaca,
     DataFormat.prompt_completion: _from_prompt_completion,
     DataFormat.messages: _from_messages,
     DataFormat.sharegpt: _from_sharegpt,
+    DataFormat.preference: _from_preference,
 }
 TRL_FORMAT = {
     DataFormat.text: DataFormat.text,
@@ -281,6 +327,7 @@ TRL_FORMAT = {
     DataFormat.prompt_completion: DataFormat.prompt_completion,
     DataFormat.messages: DataFormat.messages,
     DataFormat.sharegpt: DataFormat.messages,
+    DataFormat.preference: DataFormat.preference,
 }
 
 
@@ -379,4 +426,5 @@ def load_examples(cfg: DataConfig, seed: int = 42) -> Examples:
         train, valid = split_valid(train, cfg.valid_size, seed)
     if cfg.max_samples is not None:
         train = train[: cfg.max_samples]
-    return Examples(format=trl_format(fmt, cfg), train=train, valid=valid, sources=sources)
+    columns = sorted(train_records[0].row) if train_records else []
+    return Examples(format=trl_format(fmt, cfg), train=train, valid=valid, sources=sources, columns=columns)

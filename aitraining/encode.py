@@ -48,7 +48,7 @@ class Encoded:
 
 def setup_template(tokenizer, cfg: Config, data_format: DataFormat, unsloth_used: bool) -> Optional[Template]:
     """Give the tokenizer the chat template the run uses (None for data that is not chat)."""
-    if data_format not in (DataFormat.messages, DataFormat.sharegpt):
+    if data_format not in (DataFormat.messages, DataFormat.sharegpt, DataFormat.preference):
         return None
     name = cfg.model.chat_template
     if data_format is DataFormat.sharegpt and unsloth_used and _unsloth_can_map(name, cfg):

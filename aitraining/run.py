@@ -15,8 +15,8 @@ from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
-from aitraining import data, model_info, report, resolver
-from aitraining.config import Accel, Config
+from aitraining import data, model_info, preference, report, resolver
+from aitraining.config import PREFERENCE_TRAINERS, Accel, Config
 
 log = logging.getLogger("aitraining")
 
@@ -42,6 +42,7 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
 
     # 2. The data: read, format detected or checked, converted. Plain Python, no torch yet.
     examples = data.load_examples(cfg.data, cfg.seed)
+    preference.check_format(cfg.trainer.kind, examples)
     log.info("Data: %d training examples (%s) from %s.", len(examples.train), examples.format.value, examples.sources)
 
     # 3. The accelerator, decided from config.json without weights; the config is rewritten to
@@ -50,14 +51,20 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     decision = resolver.decide(cfg, model_type)
     cfg = resolver.apply(cfg, decision)
 
-    # 4. Tokenizer and chat template, then every example tokenized once with its loss mask;
-    #    lengths are checked here, before the model loads.
+    # 4. Tokenizer and chat template, then the data made ready before the model loads: SFT
+    #    examples tokenized once with their loss masks and lengths checked; preference pairs
+    #    rendered and length-limited for TRL's DPO/ORPO trainers.
     from aitraining import encode, loading, training  # heavy: transformers, trl, peft (after Unsloth)
 
     model_path = model_info.local_path(cfg.model)
     tokenizer = loading.load_tokenizer(cfg, model_path)
-    template = encode.setup_template(tokenizer, cfg, examples.format, decision.used is Accel.unsloth)
-    encoded = encode.encode(examples, tokenizer, cfg, template)
+    unsloth_used = decision.used is Accel.unsloth
+    template = encode.setup_template(tokenizer, cfg, examples.format, unsloth_used) if examples.is_chat else None
+    if cfg.trainer.kind in PREFERENCE_TRAINERS:
+        train_ds, valid_ds, data_stats = preference.prepare(examples, tokenizer, cfg)
+    else:
+        encoded = encode.encode(examples, tokenizer, cfg, template)
+        train_ds, valid_ds, data_stats = encoded.train, encoded.valid, encoded.stats
 
     # 5. The model (Unsloth's FastLanguageModel, or transformers + bitsandbytes) and its LoRA.
     log.info("Loading %s (%s) with accel=%s, quant=%s.", cfg.model.name, model_type, cfg.accel.kind.value,
@@ -65,7 +72,7 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     loaded = loading.load_model(cfg, model_path, model_type)
 
     # 6. The TRL trainer (LoRA attached here on the standard path).
-    trainer, guard = training.build_trainer(cfg, loaded, tokenizer, encoded.train, encoded.valid, out_dir)
+    trainer, guard = training.build_trainer(cfg, loaded, tokenizer, train_ds, valid_ds, out_dir)
     trainable, total = _parameter_counts(trainer.model)
 
     # 7. Train. A NaN/inf loss or weight stops the run with an error and saves nothing.
@@ -109,7 +116,7 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
             "train_examples": len(examples.train),
             "valid_examples": len(examples.valid) if examples.valid else 0,
             "packing": cfg.trainer.packing,
-            **encoded.stats,
+            **data_stats,
         },
         "parameters": {"trainable": trainable, "total": total},
         "loss": {"train_first": stats.train_loss_first, "train_last": stats.train_loss_last, "eval": stats.eval_loss},

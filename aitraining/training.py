@@ -1,4 +1,4 @@
-"""Build TRL's SFTConfig and SFTTrainer from the config, train, and refuse a diverged result.
+"""Build the TRL trainer (SFT, DPO or ORPO) from the config, train, and refuse a diverged result.
 
 Imports torch/transformers: run.py imports this module only after the accelerator is decided
 (Unsloth must be imported before transformers).
@@ -14,19 +14,20 @@ from typing import Any, Optional
 
 import torch
 from transformers import TrainerCallback
-from trl import SFTConfig, SFTTrainer
+from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-from aitraining.config import Config
+from aitraining.config import Config, TrainerKind
 from aitraining.errors import TrainingError
 from aitraining.loading import Loaded
 
 log = logging.getLogger(__name__)
 
 
-def sft_args(cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any]:
-    """SFTConfig keyword arguments: aitraining's fields first, then `trainer.args` on top."""
+def common_args(cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any]:
+    """Keyword arguments every TRL config takes (TrainingArguments), from aitraining's fields."""
     t = cfg.trainer
-    args: dict[str, Any] = {
+    return {
         "output_dir": str(out_dir / "checkpoints"),
         "learning_rate": t.learning_rate,
         "num_train_epochs": t.epochs,
@@ -37,16 +38,12 @@ def sft_args(cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any]:
         # Unsloth applies its own checkpointing in get_peft_model; TRL must not add the HF one.
         "gradient_checkpointing": t.gradient_checkpointing and not loaded.gradient_checkpointing_by_model,
         "gradient_checkpointing_kwargs": {"use_reentrant": False},
-        "packing": t.packing,
         "logging_steps": t.logging_steps,
         "logging_first_step": True,
         "logging_nan_inf_filter": False,  # a NaN loss must show, not be averaged away
         "seed": cfg.seed,
         "data_seed": cfg.seed,
         "max_length": cfg.model.max_seq_length,
-        # encode.py hands TRL input_ids + labels with the loss mask already applied
-        "completion_only_loss": False,
-        "assistant_only_loss": False,
         "use_cpu": not torch.cuda.is_available(),
         "bf16": loaded.dtype == "bfloat16",
         "fp16": loaded.dtype == "float16",
@@ -55,7 +52,23 @@ def sft_args(cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any]:
         "eval_strategy": "no",  # evaluated once at the end when there is an eval set
         "disable_tqdm": False,
     }
-    return {**args, **t.args}
+
+
+def sft_args(cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any]:
+    """SFTConfig keyword arguments: aitraining's fields first, then `trainer.args` on top."""
+    args = {
+        **common_args(cfg, loaded, out_dir),
+        "packing": cfg.trainer.packing,
+        # encode.py hands TRL input_ids + labels with the loss mask already applied
+        "completion_only_loss": False,
+        "assistant_only_loss": False,
+    }
+    return {**args, **cfg.trainer.args}
+
+
+def preference_args(cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any]:
+    """DPOConfig / ORPOConfig keyword arguments (prompt/completion limits are applied to the data)."""
+    return {**common_args(cfg, loaded, out_dir), "beta": cfg.trainer.beta, **cfg.trainer.args}
 
 
 class NonFiniteLossGuard(TrainerCallback):
@@ -74,6 +87,11 @@ class NonFiniteLossGuard(TrainerCallback):
 
 
 def build_trainer(cfg: Config, loaded: Loaded, tokenizer, train_ds, valid_ds, out_dir: Path):
+    """The TRL trainer for cfg.trainer.kind, with the NaN guard attached."""
+    return BUILDERS[cfg.trainer.kind](cfg, loaded, tokenizer, train_ds, valid_ds, out_dir)
+
+
+def build_sft(cfg: Config, loaded: Loaded, tokenizer, train_ds, valid_ds, out_dir: Path):
     attention = getattr(loaded.model.config, "_attn_implementation", None) or "default"
     if cfg.trainer.packing and "flash" not in attention:
         log.warning(
@@ -93,6 +111,52 @@ def build_trainer(cfg: Config, loaded: Loaded, tokenizer, train_ds, valid_ds, ou
         callbacks=[guard],
     )
     return trainer, guard
+
+
+def load_ref_model(cfg: Config, dtype: str):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(
+        cfg.trainer.ref_model, dtype=getattr(torch, dtype), trust_remote_code=cfg.model.trust_remote_code
+    )
+
+
+def build_dpo(cfg: Config, loaded: Loaded, tokenizer, train_ds, valid_ds, out_dir: Path):
+    guard = NonFiniteLossGuard()
+    trainer = DPOTrainer(
+        model=loaded.model,
+        # None: with LoRA, TRL uses the base model with the adapters disabled as the reference
+        ref_model=load_ref_model(cfg, loaded.dtype) if cfg.trainer.ref_model else None,
+        args=DPOConfig(**preference_args(cfg, loaded, out_dir)),
+        train_dataset=train_ds,
+        eval_dataset=valid_ds,
+        processing_class=tokenizer,
+        peft_config=loaded.peft_config,
+        callbacks=[guard],
+    )
+    return trainer, guard
+
+
+def build_orpo(cfg: Config, loaded: Loaded, tokenizer, train_ds, valid_ds, out_dir: Path):
+    guard = NonFiniteLossGuard()
+    trainer = ORPOTrainer(
+        model=loaded.model,
+        args=ORPOConfig(**preference_args(cfg, loaded, out_dir)),
+        train_dataset=train_ds,
+        eval_dataset=valid_ds,
+        processing_class=tokenizer,
+        peft_config=loaded.peft_config,
+        callbacks=[guard],
+    )
+    return trainer, guard
+
+
+BUILDERS = {
+    TrainerKind.sft: build_sft,
+    TrainerKind.default: build_sft,
+    TrainerKind.dpo: build_dpo,
+    TrainerKind.orpo: build_orpo,
+}
 
 
 @dataclass
