@@ -128,3 +128,10 @@ def test_used_unsloth_keeps_config():
     cfg = config()
     decision = decide(cfg, "llama", env())
     assert apply(cfg, decision) is cfg
+
+
+@pytest.mark.parametrize("trainer", [TrainerKind.dpo, TrainerKind.orpo])
+def test_preference_trainers_say_not_applied_without_importing(trainer):
+    decision = decide_table(trainer=trainer, environment=Environment(never, never, never))
+    assert decision.used is Accel.none
+    assert decision.reason.startswith(f"Unsloth not applied: trainer '{trainer.value}' is not supported")
