@@ -93,14 +93,23 @@ def _with_eos(ids: list[int], eos: Optional[int]) -> list[int]:
     return [*ids, eos] if eos is not None and (not ids or ids[-1] != eos) else ids
 
 
+def token_ids(tokenizer, texts: list[str], add_special_tokens: bool = True) -> list[list[int]]:
+    """Batch tokenization straight through the Rust tokenizer (the same ids as tokenizer(texts),
+    without building offsets and Python encodings); slow tokenizers take the usual path."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not hasattr(backend, "encode_batch_fast"):
+        return tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"]
+    return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=add_special_tokens)]
+
+
 def _encode_text(rows: list[dict], tokenizer, mask: bool) -> tuple[list, list]:
-    ids = [_with_eos(x, tokenizer.eos_token_id) for x in tokenizer([r["text"] for r in rows])["input_ids"]]
+    ids = [_with_eos(x, tokenizer.eos_token_id) for x in token_ids(tokenizer, [r["text"] for r in rows])]
     return ids, [list(x) for x in ids]
 
 
 def _encode_prompt_completion(rows: list[dict], tokenizer, mask: bool) -> tuple[list, list]:
-    prompts = tokenizer([r["prompt"] for r in rows])["input_ids"]
-    completions = tokenizer([r["completion"] for r in rows], add_special_tokens=False)["input_ids"]
+    prompts = token_ids(tokenizer, [r["prompt"] for r in rows])
+    completions = token_ids(tokenizer, [r["completion"] for r in rows], add_special_tokens=False)
     ids, labels = [], []
     for prompt, completion in zip(prompts, completions, strict=True):
         answer = _with_eos(completion, tokenizer.eos_token_id)
@@ -192,9 +201,16 @@ def padding_share(lengths: list[int], batch_size: int, seed: int) -> float:
 # --------------------------------------------------------------------------- entry point
 
 
-def encode(examples: Examples, tokenizer, cfg: Config, template: Optional[Template]) -> Encoded:
+def to_dataset(ids: list[list[int]], labels: list[list[int]]):
+    """A datasets.Dataset built straight from Arrow arrays (no type inference pass)."""
+    import pyarrow as pa
     from datasets import Dataset
 
+    tokens = pa.list_(pa.int32())
+    return Dataset(pa.table({"input_ids": pa.array(ids, type=tokens), "labels": pa.array(labels, type=tokens)}))
+
+
+def encode(examples: Examples, tokenizer, cfg: Config, template: Optional[Template]) -> Encoded:
     encode_rows = encoder(examples.format, template, cfg)
     max_len = cfg.model.max_seq_length
     ids, labels = encode_rows(examples.train, tokenizer)
@@ -208,9 +224,5 @@ def encode(examples: Examples, tokenizer, cfg: Config, template: Optional[Templa
         # TRL's bfd packing is padding-free: rows are concatenated, position_ids keep examples apart.
         padding_share_with_packing=0.0,
     )
-    train = Dataset.from_dict({"input_ids": ids, "labels": labels})
-    valid = None
-    if examples.valid:
-        valid_ids, valid_labels = encode_rows(examples.valid, tokenizer)
-        valid = Dataset.from_dict({"input_ids": valid_ids, "labels": valid_labels})
-    return Encoded(train, valid, stats)
+    valid = to_dataset(*encode_rows(examples.valid, tokenizer)) if examples.valid else None
+    return Encoded(to_dataset(ids, labels), valid, stats)

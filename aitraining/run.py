@@ -126,6 +126,8 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         "train_seconds": stats.train_seconds,
         "peak_gpu_memory_gib": stats.peak_gpu_memory_gib,
         "wall_seconds": time.time() - started,
+        "seconds_to_first_step": stats.first_step_at - started if stats.first_step_at else None,
+        "first_step_at": stats.first_step_at,
         "seed": cfg.seed,
         "git": report.git_state(Path(context.get("cwd", Path.cwd()))),
         "versions": report.package_versions(),

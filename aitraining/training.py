@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -72,11 +73,16 @@ def preference_args(cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any
 
 
 class NonFiniteLossGuard(TrainerCallback):
-    """Stops training at the first logged loss that is NaN or infinite."""
+    """Stops training at the first logged loss that is NaN or infinite (and notes when step 1 began)."""
 
     def __init__(self) -> None:
         self.bad_step: Optional[int] = None
         self.bad_value: Optional[float] = None
+        self.first_step_at: Optional[float] = None  # epoch seconds when the first step began
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.first_step_at is None:
+            self.first_step_at = time.time()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         loss = (logs or {}).get("loss")
@@ -167,6 +173,7 @@ class TrainStats:
     steps: int
     tokens: Optional[int]
     train_seconds: float
+    first_step_at: Optional[float]
     peak_gpu_memory_gib: Optional[float]
     log_history: list[dict[str, Any]]
 
@@ -208,6 +215,7 @@ def train(trainer, guard: NonFiniteLossGuard, cfg: Config) -> TrainStats:
         steps=trainer.state.global_step,
         tokens=int(tokens) if tokens is not None else None,
         train_seconds=output.metrics.get("train_runtime", 0.0),
+        first_step_at=guard.first_step_at,
         peak_gpu_memory_gib=torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
         log_history=history,
     )

@@ -12,9 +12,9 @@ import pathlib
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
-import trl  # noqa: E402
-from trl import DPOConfig, SFTConfig  # noqa: E402
-from trl.experimental.orpo import ORPOConfig  # noqa: E402
+import trl
+from trl import DPOConfig, SFTConfig
+from trl.experimental.orpo import ORPOConfig
 
 
 def names(config_class) -> str:

@@ -201,3 +201,20 @@ def test_columns_are_renamed(tmp_path):
     examples = load_examples(DataConfig(path=str(path), columns={"question": "prompt", "answer": "completion"}))
     assert examples.format is DataFormat.prompt_completion
     assert examples.train == [{"prompt": "Why?", "completion": "Because."}]
+
+
+def test_fast_batch_path_gives_the_tokenizers_own_ids(tokenizer):
+    from tokenizers import processors
+
+    from aitraining.encode import token_ids
+
+    texts = ["Name a colour.", "### Response:\nBlue.", ""]
+    assert token_ids(tokenizer, texts) == tokenizer(texts)["input_ids"]
+    # with a post-processor that adds BOS (as llama's tokenizers do), with and without special tokens
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tokenizer.bos_token_id)]
+    )
+    for special in (True, False):
+        expected = tokenizer(texts, add_special_tokens=special)["input_ids"]
+        assert token_ids(tokenizer, texts, add_special_tokens=special) == expected
+    assert token_ids(tokenizer, texts)[0][0] == tokenizer.bos_token_id

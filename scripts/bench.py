@@ -1,0 +1,206 @@
+"""Benchmarks of the runner against its floor, measured side by side in one run (ratios, medians).
+
+    python scripts/bench.py                 # all three, about 10 minutes on 2 CPU cores
+    python scripts/bench.py overhead        # 1. python -m aitraining vs a hand-written TRL script
+    python scripts/bench.py startup         # 2. --cfg job / --help vs `python -c "import hydra"`
+    python scripts/bench.py data            # 3. data preparation vs datasets.map with the tokenizer
+    python scripts/bench.py --quick         # a tiny budget (the test suite's smoke test)
+
+1. Overhead: the same job (a ~20M-parameter llama-shaped model built offline, the Alpaca sample,
+   fixed steps, batch 8, max length 512, LoRA r=16 on the seven projections, fp32 on CPU) run as
+   `python -m aitraining ...` and as scripts/bench_trl_baseline.py; whole-process wall time, time
+   from process start to the first optimizer step, and peak RSS, each the median of the repeats.
+2. Start-up: wall time of each command against `python -c "import hydra"` (the floor).
+3. Data: examples per second for reading, formatting and tokenizing the Alpaca sample repeated to
+   50k examples (aitraining.data + aitraining.encode) against `datasets.load_dataset("json")` +
+   `Dataset.map(tokenizer, batched=True)` on the concatenated text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ALPACA = REPO / "aitraining" / "samples" / "alpaca_en_demo.json"
+PY = sys.executable
+
+
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (MiB) and stdout of one child process."""
+    start = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
+    return time.time() - start, usage.ru_maxrss // 1024, out
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+# --------------------------------------------------------------------------- 1. overhead
+
+
+def build_model(folder: Path) -> None:
+    """A llama-shaped model of ~20M parameters with the tiny tokenizer, random weights."""
+    code = f"""
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig
+from aitraining import tiny
+tok = tiny.build_tokenizer()
+cfg = LlamaConfig(vocab_size=len(tok), hidden_size=512, intermediate_size=1376, num_hidden_layers=6,
+                  num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=2048,
+                  bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+torch.manual_seed(0)
+model = AutoModelForCausalLM.from_config(cfg)
+print(sum(p.numel() for p in model.parameters()))
+model.save_pretrained({str(folder)!r}); tok.save_pretrained({str(folder)!r})
+"""
+    params = subprocess.run([PY, "-c", code], check=True, capture_output=True, text=True, cwd=REPO).stdout.split()[-1]
+    print(f"model: llama-shaped, {int(params) / 1e6:.1f}M parameters")
+
+
+def overhead(repeats: int, steps: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="aitraining-bench-"))
+    try:
+        build_model(work / "model")
+        batch, max_len = 8, 512
+        runs: dict[str, dict[str, list[float]]] = {"trl": {}, "aitraining": {}}
+        for i in range(repeats):
+            for arm in ("trl", "aitraining"):  # interleaved: drift hits both arms alike
+                out = work / f"{arm}-{i}"
+                if arm == "trl":
+                    cmd = [PY, "scripts/bench_trl_baseline.py", str(work / "model"), str(ALPACA), str(out), str(steps),
+                           str(batch), str(max_len)]  # fmt: skip
+                else:
+                    cmd = [PY, "-m", "aitraining", f"model.name={work / 'model'}", f"model.max_seq_length={max_len}",
+                           "model.dtype=float32", "data=alpaca_sample", f"trainer.max_steps={steps}",
+                           f"trainer.batch_size={batch}", "trainer.learning_rate=2e-4",
+                           "trainer.gradient_checkpointing=false", "trainer.logging_steps=10", "peft.r=16",
+                           "peft.alpha=32", f"output_dir={out}"]  # fmt: skip
+                start = time.time()
+                wall, rss, stdout = timed(cmd)
+                if arm == "trl":
+                    first = float(
+                        next(line.split()[1] for line in stdout.splitlines() if line.startswith("FIRST_STEP_AT"))
+                    )
+                else:
+                    first = json.loads((out / "run.json").read_text())["first_step_at"]
+                for key, value in (("wall", wall), ("first_step", first - start), ("rss", rss)):
+                    runs[arm].setdefault(key, []).append(value)
+        print(f"\n1. Overhead: {steps} steps x batch {batch}, max length {max_len}, median of {repeats}")
+        print(f"{'':24}{'TRL script':>12}{'aitraining':>12}{'ratio':>8}")
+        for key, label, unit in (("wall", "wall time", "s"), ("first_step", "time to first step", "s"),
+                                 ("rss", "peak memory (RSS)", "MiB")):  # fmt: skip
+            a, b = median(runs["trl"][key]), median(runs["aitraining"][key])
+            print(f"{label:24}{a:>11.2f}{unit[0]}{b:>11.2f}{unit[0]}{b / a:>8.3f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- 2. start-up
+
+
+def startup(repeats: int) -> None:
+    cli = shutil.which("aitraining", path=str(Path(PY).parent)) or shutil.which("aitraining")
+    commands = {
+        'python -c "import hydra"': [PY, "-c", "import hydra"],
+        "python -m aitraining --cfg job": [PY, "-m", "aitraining", "experiment=quickstart", "--cfg", "job"],
+        "python -m aitraining --help": [PY, "-m", "aitraining", "--help"],
+    }
+    if cli:
+        commands["aitraining llm --help"] = [cli, "llm", "--help"]
+    times = {name: median([timed(cmd)[0] for _ in range(repeats)]) for name, cmd in commands.items()}
+    floor = times['python -c "import hydra"']
+    print(f"\n2. Start-up, median of {repeats} (floor: import hydra)")
+    for name, seconds in times.items():
+        print(f"{name:36}{seconds:>7.3f}s  +{seconds - floor:.3f}s over the floor")
+    check = [PY, "-X", "importtime", "-m", "aitraining", "experiment=quickstart", "--cfg", "job"]
+    stderr = subprocess.run(check, capture_output=True, text=True, cwd=REPO).stderr
+    heavy = {"torch", "transformers", "trl", "peft"} & {ln.split("|")[-1].strip() for ln in stderr.splitlines()}
+    print(f"heavy modules imported by --cfg job: {sorted(heavy) or 'none'}")
+
+
+# --------------------------------------------------------------------------- 3. data
+
+
+def data(n_examples: int, repeats: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="aitraining-bench-data-"))
+    try:
+        rows = json.loads(ALPACA.read_text())
+        big = (rows * (n_examples // len(rows) + 1))[:n_examples]
+        path = work / "alpaca_50k.json"
+        path.write_text(json.dumps(big))
+        code_ours = f"""
+import time
+import datasets  # imported before the clock, as in the other arm
+from transformers import AutoTokenizer
+from aitraining import encode, tiny
+from aitraining.config import Config, DataConfig, ModelConfig
+from aitraining.data import load_examples
+cfg = Config(model=ModelConfig(name="tiny:llama", max_seq_length=2048), data=DataConfig(path={str(path)!r}))
+tok = AutoTokenizer.from_pretrained(tiny.ensure_tiny("tiny:llama"))
+t0 = time.time()
+examples = load_examples(cfg.data)
+encoded = encode.encode(examples, tok, cfg, None)
+print(time.time() - t0, len(encoded.train))
+"""
+        code_direct = f"""
+import time
+from datasets import load_dataset
+from transformers import AutoTokenizer
+from aitraining import tiny
+tok = AutoTokenizer.from_pretrained(tiny.ensure_tiny("tiny:llama"))
+t0 = time.time()
+ds = load_dataset("json", data_files={str(path)!r}, split="train", cache_dir={str(work / "hf")!r})
+def fmt(batch):
+    texts = [f"### Instruction:\\n{{i}}\\n\\n### Input:\\n{{x}}\\n\\n### Response:\\n{{o}}"
+             for i, x, o in zip(batch["instruction"], batch["input"], batch["output"])]
+    return tok(texts)
+ds = ds.map(fmt, batched=True, remove_columns=ds.column_names)
+print(time.time() - t0, len(ds))
+"""
+        results: dict[str, list[float]] = {"aitraining": [], "datasets.map": []}
+        for _ in range(repeats):
+            shutil.rmtree(work / "hf", ignore_errors=True)  # no cache hits for the direct arm
+            for name, code in (("aitraining", code_ours), ("datasets.map", code_direct)):
+                out = subprocess.run([PY, "-c", code], check=True, capture_output=True, text=True, cwd=REPO).stdout
+                seconds, count = out.split()[-2:]
+                results[name].append(int(count) / float(seconds))
+        ours, direct = median(results["aitraining"]), median(results["datasets.map"])
+        print(f"\n3. Data preparation, {n_examples:,} Alpaca examples, median of {repeats} (examples/s)")
+        print(f"datasets.map + tokenizer: {direct:>10,.0f}")
+        print(f"aitraining data+encode:   {ours:>10,.0f}   ratio {ours / direct:.2f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("which", nargs="*", choices=["overhead", "startup", "data", []], default=[])
+    parser.add_argument("--quick", action="store_true", help="tiny budget: checks the script runs")
+    args = parser.parse_args()
+    which = args.which or ["startup", "data", "overhead"]
+    print(f"machine: {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}")
+    if "startup" in which:
+        startup(repeats=2 if args.quick else 7)
+    if "data" in which:
+        data(n_examples=2000 if args.quick else 50_000, repeats=1 if args.quick else 3)
+    if "overhead" in which:
+        overhead(repeats=1 if args.quick else 3, steps=2 if args.quick else 150)
+
+
+if __name__ == "__main__":
+    main()
