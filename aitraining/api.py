@@ -20,6 +20,7 @@ import logging
 import os
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -65,6 +66,22 @@ class LLMTrainingParams:
     text_column: str = "text"
     chat_template: Optional[str] = None
     seed: int = 42
+    max_samples: Optional[int] = None
+    """None: every training example."""
+    logging_steps: int = -1
+    """-1: aitraining's (10)."""
+    disable_gradient_checkpointing: bool = False
+    warmup_ratio: Optional[float] = None
+    """None: TRL's default (no warmup); the existing tool's default was 0.1."""
+    weight_decay: Optional[float] = None
+    max_grad_norm: Optional[float] = None
+    optimizer: Optional[str] = None
+    scheduler: Optional[str] = None
+    """None (these four): TRL's defaults (0.0, 1.0, AdamW, linear), as the existing tool's."""
+    auto_convert_dataset: bool = False
+    """Changes nothing: aitraining always detects the data format and converts it."""
+    merge_adapter: bool = False
+    """Ignored, with a warning: the adapter is never merged."""
 
     def __init__(self, **params: Any) -> None:
         object.__setattr__(self, "_given", set())
@@ -87,6 +104,8 @@ class LLMTrainingParams:
             checked = cli.coerce(option, value, name)
         object.__setattr__(self, name, checked)
         self._given.add(name)
+        if option.warning and checked:
+            warnings.warn(f"{name}: {option.warning}", UserWarning, stacklevel=3)
 
     def values(self) -> dict[str, Any]:
         """Option name -> value, as the CLI sees it: the existing tool's defaults, then what was set."""

@@ -100,6 +100,16 @@ def _chat_template(value: Optional[str], cwd: Path) -> list[str]:
     return [f"model.chat_template={hydra_value(value)}"]
 
 
+def _unless_minus_one(key: str) -> Callable[[int, Path], list[str]]:
+    # -1 is the existing tool's "not set": aitraining's own default applies.
+    return lambda value, cwd: [] if value == -1 else [f"{key}={value}"]
+
+
+def _trainer_arg(name: str) -> Callable[[Any, Path], list[str]]:
+    # ++: set the key whether or not trainer.args (a dict) has it already.
+    return lambda value, cwd: [f"++trainer.args.{name}={hydra_value(value)}"]
+
+
 # --------------------------------------------------------------------------- the flags
 
 
@@ -122,6 +132,8 @@ class Option:
     list_ok: bool = False
     """A list of strings is allowed (target_modules)."""
     metavar: Optional[str] = None
+    warning: Optional[str] = None
+    """Said once (a WARNING line, or a Python warning) when the option is set to true."""
 
     @property
     def flag(self) -> str:
@@ -181,6 +193,28 @@ OPTIONS: tuple[Option, ...] = (
            "tokenizer (its own), chatml, llama3, mistral, gemma, qwen2.5 or a .jinja file", _chat_template,
            nullable=True, metavar="TEMPLATE"),
     Option("seed", int, "seed", "random seed", _set("seed")),
+    # More of the existing tool's flags, so that its command lines keep working.
+    Option("max_samples", int, "data.max_samples", "use only the first N training examples",
+           _set("data.max_samples"), metavar="N"),
+    Option("logging_steps", int, "trainer.logging_steps", "log every N steps (-1: not set)",
+           _unless_minus_one("trainer.logging_steps"), metavar="N"),
+    Option("disable_gradient_checkpointing", bool, "trainer.gradient_checkpointing",
+           "turn gradient checkpointing off (faster, more memory)", _switch("trainer.gradient_checkpointing",
+           "false", "true")),
+    Option("warmup_ratio", float, "trainer.args.warmup_steps", "warm the learning rate up over this fraction of "
+           "the steps", _trainer_arg("warmup_steps"), metavar="RATIO"),
+    Option("weight_decay", float, "trainer.args.weight_decay", "AdamW weight decay", _trainer_arg("weight_decay")),
+    Option("max_grad_norm", float, "trainer.args.max_grad_norm", "gradient clipping norm",
+           _trainer_arg("max_grad_norm")),
+    Option("optimizer", str, "trainer.args.optim", "transformers optimizer name, e.g. adamw_torch, "
+           "paged_adamw_8bit", _trainer_arg("optim"), metavar="NAME"),
+    Option("scheduler", str, "trainer.args.lr_scheduler_type", "learning-rate schedule, e.g. linear, cosine",
+           _trainer_arg("lr_scheduler_type"), metavar="NAME"),
+    Option("auto_convert_dataset", bool, "", "accepted, changes nothing: aitraining always detects the data "
+           "format and converts it", lambda v, cwd: []),
+    Option("merge_adapter", bool, "", "accepted, with a warning: aitraining never merges the adapter",
+           lambda v, cwd: [], warning="ignored: aitraining keeps the LoRA adapter unmerged in "
+           "<output folder>/adapter (merge it with PeftModel.merge_and_unload() if you need a full model)."),
 )
 # fmt: on
 OPTION = {o.name: o for o in OPTIONS}
@@ -269,7 +303,8 @@ def origins(values: Mapping[str, Any], style: str) -> dict[str, str]:
             shown = f"{shown}={value!r}"
         for part in option.keys.split(","):
             key = part.strip().split("=")[0].split("<")[0]
-            found[key] = shown
+            if key:
+                found[key] = shown
     return found
 
 
@@ -509,6 +544,9 @@ def prepare(argv: Sequence[str], cwd: Path) -> Optional[list[str]]:
     if request is None:
         return None
     overrides = to_overrides(request.values, cwd) + request.passthrough
+    for option in OPTIONS:
+        if option.warning and request.values.get(option.name):
+            sys.stderr.write(f"WARNING: {option.flag}: {option.warning}\n")
     name = request.values.get("project_name")
     if name and not request.print_config:
         check_project_folder(

@@ -130,6 +130,26 @@ def test_every_flag_maps_to_its_hydra_key(tmp_path):
     ]
 
 
+def test_more_of_the_existing_tools_flags(console):
+    flags = (
+        "--max-samples 10 --logging-steps 5 --disable-gradient-checkpointing --warmup-ratio 0.1 --weight-decay 0.01 "
+        "--max-grad-norm 0.5 --optimizer adamw_torch --scheduler cosine --auto-convert-dataset --merge-adapter"
+    )
+    result = console("llm", "--train", "--model", "tiny:llama", *flags.split(), "--print-config")
+    cfg = printed_config(result)
+    assert cfg["data"]["max_samples"] == 10 and cfg["trainer"]["logging_steps"] == 5
+    assert cfg["trainer"]["gradient_checkpointing"] is False
+    assert cfg["trainer"]["args"] == {
+        "warmup_steps": 0.1,  # transformers 5: a warmup_steps below 1 is a ratio
+        "weight_decay": 0.01,
+        "max_grad_norm": 0.5,
+        "optim": "adamw_torch",
+        "lr_scheduler_type": "cosine",
+    }
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING:")]
+    assert len(warnings) == 1 and warnings[0].startswith("WARNING: --merge-adapter: ignored"), warnings
+
+
 def test_print_config_shows_every_flag_in_the_composed_config(console, tmp_path):
     result = console("llm", *EVERY_FLAG, "--print-config", extra_env={"PYTHONPROFILEIMPORTTIME": "1"})
     cfg = printed_config(result)
@@ -288,6 +308,14 @@ def test_params_refuse_unknown_attributes_after_construction():
     assert "trainer.epochs=2.0" in params.to_overrides()
     with pytest.raises(ParamsError, match="Did you mean 'epochs'"):
         params.epoch = 2
+
+
+def test_params_warn_about_what_they_ignore():
+    from aitraining import LLMTrainingParams
+
+    with pytest.warns(UserWarning, match="merge_adapter: ignored: aitraining keeps the LoRA adapter unmerged"):
+        params = LLMTrainingParams(model="tiny:llama", peft=True, merge_adapter=True, auto_convert_dataset=True)
+    assert params.to_overrides() == LLMTrainingParams(model="tiny:llama", peft=True).to_overrides()
 
 
 def test_only_the_local_backend(tmp_path):
