@@ -75,6 +75,13 @@ def test_llm_help_lists_every_flag_and_its_key(console):
     assert "--print-config" in out and "--config" in out and "{default,sft}" in out
 
 
+def test_readme_maps_every_flag():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## The existing tool's interface", 1)[1].split("\n## ", 1)[0]
+    for option in OPTIONS:
+        assert f"| `{option.flag}" in section and f"| `{option.name}` |" in section, option.flag
+
+
 def test_importing_aitraining_stays_light_until_the_api_is_used():
     code = (
         "import sys, aitraining; before = {'torch', 'hydra', 'aitraining.api'} & set(sys.modules); "
