@@ -509,6 +509,9 @@ def parse(argv: Sequence[str]) -> Optional[Request]:
         parser.print_help()
         return None
     namespace, unknown = parser.parse_known_args(args)
+    given = vars(namespace)
+    if given.pop("command", None) != "llm":
+        raise UsageError("a command is required: aitraining llm --train ...")
     for token in unknown:
         if token.startswith("-"):
             flag = token.split("=")[0]
@@ -516,9 +519,6 @@ def parse(argv: Sequence[str]) -> Optional[Request]:
         raise UsageError(
             f"unexpected argument '{token}'. Hydra overrides go after `--`: aitraining llm --train ... -- {token}"
         )
-    given = vars(namespace)
-    if given.pop("command", None) != "llm":
-        raise UsageError("a command is required: aitraining llm --train ...")
     train = given.pop("train", False)
     print_config = given.pop("print_config", False)
     if not (train or print_config):
