@@ -74,3 +74,43 @@ def read_run(output_dir: Path) -> dict:
 
 # Overrides that make a training run take a few seconds on the tiny model.
 QUICK = ["experiment=quickstart", "trainer.max_steps=6", "trainer.logging_steps=2", "data.max_samples=64"]
+
+
+# --------------------------------------------------------------------------- the existing tool's CLI
+
+
+def console_script() -> list[str]:
+    """The `aitraining` console script beside this Python (pip install -e . makes it), else the module."""
+    script = Path(sys.executable).parent / "aitraining"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "aitraining.cli"]
+
+
+@pytest.fixture
+def console(env, tmp_path):
+    """Run the `aitraining ARGS` console script in a fresh working directory; returns a Result."""
+
+    def run(*args: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None):
+        done = subprocess.run(
+            [*console_script(), *args],
+            cwd=cwd or tmp_path,
+            env={**env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    return run
+
+
+def write_page_data(folder: Path) -> Path:
+    """The product page's data, tiny: ./data/train.json (48 Alpaca rows) and ./sharegpt_data.json
+    (48 ShareGPT conversations: each DPO row's conversation plus its chosen turn)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "data").mkdir(exist_ok=True)
+    alpaca = json.loads(ALPACA.read_text())[:48]
+    (folder / "data" / "train.json").write_text(json.dumps(alpaca))
+    dpo = json.loads((SHARED_DATA / "dpo_en_demo.json").read_text())[:48]
+    sharegpt = [{"conversations": [*row["conversations"], row["chosen"]]} for row in dpo]
+    (folder / "sharegpt_data.json").write_text(json.dumps(sharegpt))
+    return folder
