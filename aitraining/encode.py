@@ -206,7 +206,7 @@ def to_dataset(ids: list[list[int]], labels: list[list[int]]):
     import pyarrow as pa
     from datasets import Dataset
 
-    tokens = pa.list_(pa.int32())
+    tokens = pa.list_(pa.int64())
     return Dataset(pa.table({"input_ids": pa.array(ids, type=tokens), "labels": pa.array(labels, type=tokens)}))
 
 

@@ -53,15 +53,17 @@ def median(values: list[float]) -> float:
 # --------------------------------------------------------------------------- 1. overhead
 
 
-def build_model(folder: Path) -> None:
-    """A llama-shaped model of ~20M parameters with the tiny tokenizer, random weights."""
+def build_model(folder: Path, quick: bool) -> None:
+    """A llama-shaped model of ~20M parameters (~1M with --quick), tiny tokenizer, random weights."""
+    hidden, intermediate, layers = (128, 256, 2) if quick else (512, 1376, 6)
     code = f"""
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 from aitraining import tiny
 tok = tiny.build_tokenizer()
-cfg = LlamaConfig(vocab_size=len(tok), hidden_size=512, intermediate_size=1376, num_hidden_layers=6,
-                  num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=2048,
+cfg = LlamaConfig(vocab_size=len(tok), hidden_size={hidden}, intermediate_size={intermediate},
+                  num_hidden_layers={layers}, num_attention_heads=8, num_key_value_heads=4,
+                  max_position_embeddings=2048,
                   bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
 torch.manual_seed(0)
 model = AutoModelForCausalLM.from_config(cfg)
@@ -72,10 +74,10 @@ model.save_pretrained({str(folder)!r}); tok.save_pretrained({str(folder)!r})
     print(f"model: llama-shaped, {int(params) / 1e6:.1f}M parameters")
 
 
-def overhead(repeats: int, steps: int) -> None:
+def overhead(repeats: int, steps: int, quick: bool = False) -> None:
     work = Path(tempfile.mkdtemp(prefix="aitraining-bench-"))
     try:
-        build_model(work / "model")
+        build_model(work / "model", quick)
         batch, max_len = 8, 512
         runs: dict[str, dict[str, list[float]]] = {"trl": {}, "aitraining": {}}
         for i in range(repeats):
@@ -195,11 +197,11 @@ def main() -> None:
     which = args.which or ["startup", "data", "overhead"]
     print(f"machine: {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}")
     if "startup" in which:
-        startup(repeats=2 if args.quick else 7)
+        startup(repeats=1 if args.quick else 7)
     if "data" in which:
-        data(n_examples=2000 if args.quick else 50_000, repeats=1 if args.quick else 3)
+        data(n_examples=500 if args.quick else 50_000, repeats=1 if args.quick else 3)
     if "overhead" in which:
-        overhead(repeats=1 if args.quick else 3, steps=2 if args.quick else 150)
+        overhead(repeats=1 if args.quick else 3, steps=1 if args.quick else 150, quick=args.quick)
 
 
 if __name__ == "__main__":
