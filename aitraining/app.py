@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from aitraining import report
 from aitraining.config import GROUP_SCHEMAS, Config, register_configs, to_config
 from aitraining.errors import AitrainingError, ConfigError, closest
 
@@ -46,7 +47,7 @@ def check_override_keys(argv: list[str]) -> None:
             continue
         parts = key.split(".")
         if len(parts) == 1:
-            allowed = {*_fields(Config), "experiment", "hparams_search"}
+            allowed = {*_fields(Config), "experiment", "debug", "hparams_search"}
             if parts[0] not in allowed:
                 raise ConfigError(
                     f"unknown key '{key}'.{closest(key, allowed)} Top-level keys: {', '.join(sorted(allowed))}."
@@ -65,10 +66,33 @@ def check_override_keys(argv: list[str]) -> None:
             )
 
 
+def experiment_file(hc: Any) -> Optional[Path]:
+    """The YAML file Hydra took `experiment=NAME` from: the first config directory in the search path
+    that holds experiment/NAME.yaml (a --config-dir or hydra.searchpath entry comes before conf/)."""
+    name = hc.runtime.choices.get("experiment")
+    if not name:
+        return None
+    for source in hc.runtime.config_sources:
+        if source.schema == "file":
+            candidate = Path(source.path) / "experiment" / f"{name}.yaml"
+            if candidate.is_file():
+                return candidate.resolve()
+    return None  # e.g. an experiment from a package or the ConfigStore
+
+
+def experiment_git(path: Optional[Path]) -> Optional[dict[str, Any]]:
+    """The experiment file and the commit and dirty flag of the git repository holding it
+    (commit and dirty are None outside git); None when no experiment was selected."""
+    if path is None:
+        return None
+    return {"file": str(path), **report.git_state(path.parent)}
+
+
 def _context() -> dict[str, Any]:
     hc = HydraConfig.get()
     return {
         "experiment": hc.runtime.choices.get("experiment"),
+        "experiment_git": experiment_git(experiment_file(hc)),
         "overrides": list(hc.overrides.task),
         "cwd": hc.runtime.cwd,
         "multirun": hc.mode == RunMode.MULTIRUN,
