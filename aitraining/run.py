@@ -99,6 +99,7 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         "output_dir": str(out_dir),
         "weights_dir": str(weights_dir),
         "experiment": context.get("experiment"),
+        "experiment_git": context.get("experiment_git"),  # the experiment file's repository (app.py)
         "overrides": context.get("overrides", []),
         "model": {
             "name": cfg.model.name,
