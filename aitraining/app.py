@@ -163,7 +163,43 @@ def hydra_app(cfg: DictConfig) -> Optional[float]:
         raise
 
 
+HELP = """\
+aitraining: fine-tune an LLM from composed config groups.
+
+usage: python -m aitraining [group=option ...] [key=value ...] [-m] [--cfg job] [--hydra-help]
+
+  python -m aitraining experiment=quickstart                      the offline tiny quick start
+  python -m aitraining model=qwen2_5_0_5b data=custom data.path=./my.jsonl accel=unsloth quant=int4
+  python -m aitraining -m experiment=quickstart trainer.learning_rate=1e-4,3e-4    a sweep
+  python -m aitraining model=gemma2_2b --cfg job                  print the composed config, run nothing
+
+Config groups (conf/; default first):
+{groups}
+
+Keys of each group: python -m aitraining --cfg job; README.md explains them.
+Hydra's own flags (multirun, --config-dir, ...): python -m aitraining --hydra-help
+"""
+
+
+def print_help() -> None:
+    """The app's --help, from the conf/ folders (Hydra's own --help composes every plugin group, ~1 s)."""
+    from omegaconf import OmegaConf
+
+    conf = Path(CONF_DIR)
+    entries = OmegaConf.load(conf / "config.yaml").defaults
+    defaults = {k: v for entry in entries if isinstance(entry, DictConfig) for k, v in entry.items()}
+    lines = []
+    for group in [*GROUP_SCHEMAS, "experiment", "debug", "hparams_search"]:
+        options = sorted(p.stem for p in (conf / group).glob("*.yaml"))
+        first = [o for o in options if o == defaults.get(group)]
+        lines.append(f"  {group:15} {', '.join(first + [o for o in options if o not in first])}")
+    sys.stdout.write(HELP.format(groups="\n".join(lines)))
+
+
 def main() -> None:
+    if {"--help", "-h"} & set(sys.argv[1:]):
+        print_help()
+        return
     try:
         check_override_keys(sys.argv[1:])
     except ConfigError as exc:

@@ -201,7 +201,7 @@ def main() -> None:
     if "data" in which:
         data(n_examples=500 if args.quick else 50_000, repeats=1 if args.quick else 3)
     if "overhead" in which:
-        overhead(repeats=1 if args.quick else 3, steps=1 if args.quick else 150, quick=args.quick)
+        overhead(repeats=1 if args.quick else 3, steps=1 if args.quick else 30, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -105,3 +105,12 @@ def test_importing_aitraining_imports_no_torch():
 
     code = "import sys, aitraining, aitraining.config, aitraining.app; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_help_lists_groups_and_options_quickly(cli):
+    result = cli("--help", python_flags=("-X", "importtime"))
+    assert result.returncode == 0
+    assert "trainer         sft, default, dpo, orpo" in result.stdout
+    assert "model           llama3_2_1b," in result.stdout and "experiment      " in result.stdout
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert not {"torch", "transformers"} & imported

@@ -141,3 +141,7 @@ def test_full_error_shows_traceback(cli):
 def test_trainer_validation_in_process(kwargs, needle):
     with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
         TrainerConfig(**kwargs)
+
+
+def test_unknown_data_format_lists_the_formats(cli):
+    check_error(bad(cli, "data.format=yaml"), "data.format", "yaml", "alpaca", "sharegpt", "prompt_completion")
