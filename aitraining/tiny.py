@@ -17,21 +17,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from aitraining import chat_templates
 from aitraining.errors import ConfigError
 
 SCHEME = "tiny:"
 VERSION = "v3"
 VOCAB_SIZE = 1024
 
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{% if message['role'] == 'assistant' %}"
-    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}"
-    "{% else %}{{ message['content'] + '<|im_end|>\\n' }}{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+CHAT_TEMPLATE = chat_templates.CHATML  # marks assistant replies with {% generation %}
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
 
 _COMMON = {
