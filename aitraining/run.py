@@ -103,7 +103,7 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         "overrides": context.get("overrides", []),
         "model": {
             "name": cfg.model.name,
-            "path": model_info.local_path(cfg.model),
+            "path": model_path,
             "type": model_type,
             "dtype": loaded.dtype,
         },

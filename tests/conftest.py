@@ -55,17 +55,16 @@ def cli(env, tmp_path):
     """Run `python -m aitraining ARGS` in a fresh working directory; returns a Result."""
 
     def run(*args: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None, python_flags=()):
-        done = subprocess.run(
-            [sys.executable, *python_flags, "-m", "aitraining", *args],
-            cwd=cwd or tmp_path,
-            env={**env, **(extra_env or {})},
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        return Result(done.returncode, done.stdout, done.stderr)
+        return run_command([sys.executable, *python_flags, "-m", "aitraining", *args], cwd or tmp_path, env, extra_env)
 
     return run
+
+
+def run_command(command: list[str], cwd: Path, env: dict[str, str], extra_env: dict[str, str] | None) -> Result:
+    done = subprocess.run(
+        command, cwd=cwd, env={**env, **(extra_env or {})}, capture_output=True, text=True, timeout=900
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
 
 
 def read_run(output_dir: Path) -> dict:
@@ -91,15 +90,7 @@ def console(env, tmp_path):
     """Run the `aitraining ARGS` console script in a fresh working directory; returns a Result."""
 
     def run(*args: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None):
-        done = subprocess.run(
-            [*console_script(), *args],
-            cwd=cwd or tmp_path,
-            env={**env, **(extra_env or {})},
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        return Result(done.returncode, done.stdout, done.stderr)
+        return run_command([*console_script(), *args], cwd or tmp_path, env, extra_env)
 
     return run
 

@@ -102,3 +102,19 @@ def test_unknown_trainer_lists_the_options(cli):
 def test_dpo_args_are_checked_against_dpo_config(cli):
     result = cli("experiment=quickstart", "trainer=dpo", "+trainer.args.los_type=[sigmoid]")
     assert result.returncode != 0 and "DPOConfig" in result.stderr and "loss_type" in result.stderr
+
+
+@pytest.mark.slow
+def test_dpo_with_a_named_reference_model(cli, tmp_path, cache_dir):
+    from aitraining import tiny
+
+    reference = tiny.ensure_tiny("tiny:llama")  # a separate copy is loaded as the reference
+    out = tmp_path / "dpo-ref"
+    result = cli(*SHORT, "trainer=dpo", f"trainer.ref_model={reference}", "trainer.max_steps=2", f"output_dir={out}")
+    assert result.returncode == 0, result.output[-3000:]
+    assert read_run(out)["trainer"] == "dpo"
+
+
+def test_ref_model_is_refused_for_orpo(cli):
+    result = cli("experiment=quickstart", "trainer=orpo", "trainer.ref_model=some/model")
+    assert result.returncode != 0 and "trainer.ref_model applies to dpo only" in result.stderr
