@@ -13,9 +13,13 @@ __version__ = "0.1.0"
 __all__ = ["AutoTrainProject", "LLMTrainingParams", "TrainingJob", "__version__"]
 
 if TYPE_CHECKING:
-    from aitraining.api import AutoTrainProject, LLMTrainingParams, TrainingJob
+    from aitraining.compat.api import AutoTrainProject, LLMTrainingParams, TrainingJob
 
-_LAZY = {"AutoTrainProject": "aitraining.api", "LLMTrainingParams": "aitraining.api", "TrainingJob": "aitraining.api"}
+_LAZY = {
+    "AutoTrainProject": "aitraining.compat.api",
+    "LLMTrainingParams": "aitraining.compat.api",
+    "TrainingJob": "aitraining.compat.api",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,18 +1,15 @@
-"""The Hydra application: compose -> validate -> run, with errors as one clear message.
+"""The Hydra application: compose -> validate -> run, with errors as clear messages.
 
 `python -m aitraining [group=option] [key=value] [-m] [--cfg job]`
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import math
 import os
 import sys
 import traceback
-import typing
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,52 +18,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from aitraining import report, sweep
-from aitraining.config import GROUP_SCHEMAS, Config, register_configs, to_config
-from aitraining.errors import AitrainingError, ConfigError, closest
+from aitraining import compose
+from aitraining.conf_files import CONF_DIR, CONFIG_NAME, group_options
+from aitraining.errors import AitrainingError, ConfigError
 
 log = logging.getLogger("aitraining")
-
-# conf/ beside the package (an editable install or a checkout); absolute, so that any working
-# directory works.
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-
-
-def _fields(schema: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(schema)
-    return {f.name: hints[f.name] for f in dataclasses.fields(schema)}
-
-
-def check_override_keys(argv: list[str]) -> None:
-    """Reject a misspelt `key=value` on the command line with the closest real key.
-
-    Hydra would refuse it too (the schema is strict), but without saying what is allowed.
-    """
-    for arg in argv:
-        if arg.startswith("-") or "=" not in arg:
-            continue
-        key = arg.split("=", 1)[0].lstrip("+~")
-        if key.startswith("hydra") or "/" in key or "@" in key:
-            continue
-        parts = key.split(".")
-        if len(parts) == 1:
-            allowed = {*_fields(Config), "experiment", "debug", "hparams_search"}
-            if parts[0] not in allowed:
-                raise ConfigError(
-                    f"unknown key '{key}'.{closest(key, allowed)} Top-level keys: {', '.join(sorted(allowed))}."
-                )
-            continue
-        schema: Any = GROUP_SCHEMAS.get(parts[0])
-        if schema is None:
-            raise ConfigError(
-                f"unknown key '{key}': '{parts[0]}' is not a config group.{closest(parts[0], GROUP_SCHEMAS)} "
-                f"Groups: {', '.join(GROUP_SCHEMAS)}."
-            )
-        fields = _fields(schema)
-        if parts[1] not in fields:
-            raise ConfigError(
-                f"unknown key '{key}'.{closest(parts[1], fields)} Keys of {parts[0]}: {', '.join(fields)}."
-            )
 
 
 def experiment_file(hc: Any) -> Optional[Path]:
@@ -88,7 +44,9 @@ def experiment_git(path: Optional[Path]) -> Optional[dict[str, Any]]:
     (commit and dirty are None outside git); None when no experiment was selected."""
     if path is None:
         return None
-    return {"file": str(path), **report.git_state(path.parent)}
+    from aitraining.record import git_state
+
+    return {"file": str(path), **git_state(path.parent)}
 
 
 def _context() -> dict[str, Any]:
@@ -104,7 +62,7 @@ def _context() -> dict[str, Any]:
 
 
 def report_error(exc: AitrainingError) -> None:
-    """Print the one-line error and exit non-zero (a traceback only with HYDRA_FULL_ERROR=1)."""
+    """Print the error and exit non-zero (a traceback only with HYDRA_FULL_ERROR=1)."""
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise exc
     log.error("%s", exc)
@@ -118,35 +76,29 @@ def record_job_failure(exc: Exception, context: dict[str, Any]) -> None:
     ends (before the sweep-end callback), and sys.exit ends the sweep at once; so a sweep job returns
     normally instead. The sweep-end callback reads run.json and the app exits non-zero.
     """
+    from aitraining import record
+
     message = str(exc) if isinstance(exc, AitrainingError) else f"{type(exc).__name__}: {exc}"
     full = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    log.error("Sweep job %s failed: %s", Path(context["output_dir"]).name, message, exc_info=exc if full else None)
-    path = Path(context["output_dir"]) / "run.json"
-    try:
-        existing = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except ValueError:
-        existing = {}
-    record = {
-        **(existing if isinstance(existing, dict) else {}),
-        "status": "failed",
-        "error": (existing.get("error") if isinstance(existing, dict) else None) or message,
-        "output_dir": context["output_dir"],
-        "experiment": context["experiment"],
-        "experiment_git": context["experiment_git"],
-        "overrides": context["overrides"],
-    }
+    out_dir = Path(context["output_dir"])
+    log.error("Sweep job %s failed: %s", out_dir.name, message, exc_info=exc if full else None)
+    run = record.read(out_dir) or record.RunRecord()
+    run.status = record.Status.failed
+    run.error = run.error or message
+    run.output_dir = str(out_dir)
+    run.experiment, run.experiment_git = context["experiment"], context["experiment_git"]
+    run.overrides = context["overrides"]
     if not isinstance(exc, AitrainingError):
-        record["traceback"] = "".join(traceback.format_exception(exc))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    report.write_json(path, record)
+        run.traceback = "".join(traceback.format_exception(exc))
+    record.write(out_dir, run)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=CONFIG_NAME)
 def hydra_app(cfg: DictConfig) -> Optional[float]:
-    """One run; in a sweep, one job. Returns the objective a sweeper minimises (see RunResult)."""
+    """One run; in a sweep, one job. Returns the objective a sweeper minimises (RunRecord.objective)."""
     context = _context()
     try:
-        config = to_config(cfg)
+        config = compose.validate(cfg)
         out_dir = Path(context["output_dir"]) if context["multirun"] else Path(config.output_dir)
         from aitraining.run import run  # after validation: keeps `--cfg`, errors and --help fast
 
@@ -185,32 +137,39 @@ def print_help() -> None:
     """The app's --help, from the conf/ folders (Hydra's own --help composes every plugin group, ~1 s)."""
     from omegaconf import OmegaConf
 
-    conf = Path(CONF_DIR)
-    entries = OmegaConf.load(conf / "config.yaml").defaults
+    entries = OmegaConf.load(CONF_DIR / f"{CONFIG_NAME}.yaml").defaults
     defaults = {k: v for entry in entries if isinstance(entry, DictConfig) for k, v in entry.items()}
     lines = []
-    for group in [*GROUP_SCHEMAS, "experiment", "debug", "hparams_search"]:
-        options = sorted(p.stem for p in (conf / group).glob("*.yaml"))
+    for group in [*compose.GROUP_SCHEMAS, *compose.OVERLAY_GROUPS]:
+        options = group_options(group)
         first = [o for o in options if o == defaults.get(group)]
         lines.append(f"  {group:15} {', '.join(first + [o for o in options if o not in first])}")
     sys.stdout.write(HELP.format(groups="\n".join(lines)))
 
 
 def main() -> None:
-    if {"--help", "-h"} & set(sys.argv[1:]):
+    argv = sys.argv[1:]
+    if {"--help", "-h"} & set(argv):
         print_help()
         return
     try:
-        check_override_keys(sys.argv[1:])
+        compose.check_overrides(argv)
     except ConfigError as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
         sys.stderr.write(f"ERROR: {exc}\n")
         sys.exit(2)
-    register_configs()
+    compose.register_configs()
     try:
         hydra_app()
     except SystemExit:  # Hydra reported an error; a sweep it cut short still gets its summary
-        sweep.report_unfinished()
+        if _sweep_module():
+            _sweep_module().report_unfinished()
         raise
-    failed = sweep.failed_jobs()
-    if failed:  # a sweep ran every job, but not all succeeded (see its summary.md)
+    if _sweep_module() and _sweep_module().failed_jobs():  # a sweep ran every job, not all succeeded (summary.md)
         sys.exit(1)
+
+
+def _sweep_module():
+    """aitraining.sweep if a sweep ran in this process (Hydra imported its end-of-sweep callback), else None."""
+    return sys.modules.get("aitraining.sweep")

@@ -4,13 +4,23 @@ Each marks the assistant's reply with `{% generation %}` ... `{% endgeneration %
 fall on assistant turns only (TRL's assistant_only_loss; `return_assistant_tokens_mask`). They
 follow the official formats of each family; the special tokens must exist in the tokenizer for the
 format to mean anything to the model (base checkpoints of these families have them).
+
+`setup` gives a run's tokenizer its template (the tokenizer's own, a built-in, or a .jinja file);
+Unsloth's ShareGPT mapping is the one other road (aitraining/unsloth_accel.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
+from aitraining.choices import DataFormat
 from aitraining.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aitraining.config import Config
+
 
 CHATML = (
     "{% for message in messages %}"
@@ -83,3 +93,34 @@ def resolve(name_or_path: str) -> str:
 
 def has_generation_markers(template: str | None) -> bool:
     return bool(template) and "{% generation %}" in template.replace("{%- generation %}", "{% generation %}")
+
+
+@dataclass
+class Template:
+    """How a run renders chat examples: which template, and whether it can mask the loss."""
+
+    source: str  # "tokenizer", "built-in chatml", "file x.jinja", "unsloth:chatml (ShareGPT mapping)"
+    masks_assistant: bool  # marks assistant replies with {% generation %}
+    renders_sharegpt: bool = False  # reads ShareGPT's from/value records as they are (a role mapping)
+
+
+CHAT_FORMATS = (DataFormat.messages, DataFormat.sharegpt, DataFormat.preference)
+
+
+def setup(tokenizer, cfg: Config, data_format: DataFormat) -> Optional[Template]:
+    """Give the tokenizer the chat template the run uses (None for data that is not chat)."""
+    if data_format not in CHAT_FORMATS:
+        return None
+    name = cfg.model.chat_template
+    if name is not None:
+        tokenizer.chat_template = resolve(name)
+        source = f"built-in {name}" if name in TEMPLATES else f"file {name}"
+    elif getattr(tokenizer, "chat_template", None):
+        source = "tokenizer"
+    else:
+        raise ConfigError(
+            f"model.chat_template: the tokenizer of {cfg.model.name} has no chat template, and the data is chat "
+            f"data. Set model.chat_template to one of {', '.join(TEMPLATES)} or a .jinja file.",
+            key="model.chat_template",
+        )
+    return Template(source, masks_assistant=has_generation_markers(tokenizer.chat_template))

@@ -1,8 +1,7 @@
-"""Load the tokenizer, then the model (standard or through Unsloth), and describe the LoRA to train.
+"""Load the tokenizer, then the model (standard, or through Unsloth), and describe the LoRA to train.
 
-Standard path: AutoModelForCausalLM (+ BitsAndBytesConfig for int4/int8); the LoRA goes to TRL's
-SFTTrainer as a `peft_config`. Unsloth path: FastLanguageModel.from_pretrained and
-get_peft_model; the resulting PeftModel goes to SFTTrainer without a `peft_config`.
+Standard path (here): AutoModelForCausalLM (+ BitsAndBytesConfig for int4/int8); the LoRA goes to
+TRL's trainer as a `peft_config`. Unsloth path: aitraining/unsloth_accel.py.
 """
 
 from __future__ import annotations
@@ -12,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from aitraining.config import SEVEN_PROJECTIONS, Accel, Config, DType, PeftKind, Quant
+from aitraining import unsloth_accel
+from aitraining.choices import Accel, DType, PeftKind, Quant
+from aitraining.config import SEVEN_PROJECTIONS, Config
 from aitraining.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ def torch_dtype(requested: DType):
     if requested is DType.auto:
         return torch.bfloat16 if has_cuda and torch.cuda.is_bf16_supported() else torch.float32
     if requested is DType.float16 and not has_cuda:
-        raise ConfigError("model.dtype=float16 needs a CUDA GPU (no loss scaling on CPU); use float32 or bfloat16.")
+        raise ConfigError(
+            "model.dtype=float16 needs a CUDA GPU (no loss scaling on CPU); use float32 or bfloat16.", key="model.dtype"
+        )
     return getattr(torch, requested.value)
 
 
@@ -80,7 +83,8 @@ def resolve_target_modules(requested: list[str], available: set[str], model_type
     if missing:
         raise ConfigError(
             f"peft.target_modules: the model has no module named {missing}. "
-            f"Its modules include: {', '.join(sorted(available)[:40])}; or use all-linear."
+            f"Its modules include: {', '.join(sorted(available)[:40])}; or use all-linear.",
+            key="peft.target_modules",
         )
     return list(requested)
 
@@ -130,40 +134,9 @@ def load_standard(cfg: Config, path: str, model_type: str) -> Loaded:
     return Loaded(model, lora_config(cfg, targets), dtype_name(dtype), targets)
 
 
-def load_unsloth(cfg: Config, path: str, model_type: str) -> Loaded:
-    from unsloth import FastLanguageModel
-
-    dtype = torch_dtype(cfg.model.dtype)
-    model, _ = FastLanguageModel.from_pretrained(
-        model_name=path,
-        max_seq_length=cfg.model.max_seq_length,
-        dtype=dtype,
-        load_in_4bit=cfg.quant.kind is Quant.int4,
-        load_in_8bit=cfg.quant.kind is Quant.int8,
-        full_finetuning=cfg.peft.kind is PeftKind.none,
-        attn_implementation=cfg.model.attn_implementation,
-        trust_remote_code=cfg.model.trust_remote_code,
-        revision=cfg.model.revision,
-    )
-    if cfg.peft.kind is PeftKind.none:
-        return Loaded(model, None, dtype_name(dtype), None)
-    targets = resolve_target_modules(list(cfg.peft.target_modules), module_names(model), model_type)
-    model = FastLanguageModel.get_peft_model(
-        model,
-        r=cfg.peft.r,
-        lora_alpha=cfg.peft.alpha,
-        lora_dropout=cfg.peft.dropout,
-        target_modules=targets,
-        bias="none",
-        use_gradient_checkpointing="unsloth" if cfg.trainer.gradient_checkpointing else False,
-        random_state=cfg.seed,
-    )
-    return Loaded(model, None, dtype_name(dtype), targets, gradient_checkpointing_by_model=True)
-
-
 LOADERS: dict[Accel, Callable[[Config, str, str], Loaded]] = {
     Accel.none: load_standard,
-    Accel.unsloth: load_unsloth,
+    Accel.unsloth: unsloth_accel.load,
 }
 
 

@@ -19,19 +19,21 @@ def model_type(cfg: ModelConfig) -> str:
     if local.is_dir():
         path = local / "config.json"
         if not path.exists():
-            raise ConfigError(f"model.name={cfg.name}: the folder has no config.json (is it a model folder?).")
+            raise ConfigError(
+                f"model.name={cfg.name}: the folder has no config.json (is it a model folder?).", key="model.name"
+            )
     elif local.exists():
-        raise ConfigError(f"model.name={cfg.name}: is a file; give a model folder or a hub id.")
+        raise ConfigError(f"model.name={cfg.name}: is a file; give a model folder or a hub id.", key="model.name")
     elif cfg.name.startswith((".", "/", "~")) or cfg.name.count("/") > 1:
-        raise ConfigError(f"model.name={cfg.name}: no such folder (relative to {Path.cwd()}).")
+        raise ConfigError(f"model.name={cfg.name}: no such folder (relative to {Path.cwd()}).", key="model.name")
     else:
         path = _hub_config(cfg)
     try:
         config = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"model.name={cfg.name}: cannot read {path}: {exc}") from None
+        raise ConfigError(f"model.name={cfg.name}: cannot read {path}: {exc}", key="model.name") from None
     if "model_type" not in config:
-        raise ConfigError(f"model.name={cfg.name}: {path} has no 'model_type'.")
+        raise ConfigError(f"model.name={cfg.name}: {path} has no 'model_type'.", key="model.name")
     return str(config["model_type"])
 
 
@@ -44,7 +46,8 @@ def _hub_config(cfg: ModelConfig) -> str:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
             f"model.name={cfg.name}: cannot read its config.json from the hub ({type(exc).__name__}: {first}). "
-            "Check the id, your network, and `huggingface-cli login` for gated models."
+            "Check the id, your network, and `huggingface-cli login` for gated models.",
+            key="model.name",
         ) from None
 
 

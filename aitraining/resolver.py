@@ -1,27 +1,25 @@
 """Decide, before any weights load, whether the requested accelerator can be used.
 
 `resolve` is a pure function of what it is given: the machine's facts come in an `Environment` of
-callables, asked in order and only when needed (the import last, because importing Unsloth
-patches transformers). When Unsloth
-cannot be used the run goes on with standard transformers/PEFT loading, `apply` rewrites the config
-to say so, and exactly one WARNING line says why.
+callables (aitraining/unsloth_accel.py probes them), asked in order and only when needed (the import
+last, because importing Unsloth patches transformers). When Unsloth cannot be used the run goes on
+with standard transformers/PEFT loading, `apply` rewrites the config to say so, and exactly one
+WARNING line says why.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
-from aitraining.config import Accel, Config, Quant, TrainerKind
+from aitraining.choices import Accel, Quant, TrainerKind
+from aitraining.config import Config
+from aitraining.trainers.registry import TRAINERS
 
 log = logging.getLogger(__name__)
-
-UNSLOTH_TRAINERS = (TrainerKind.sft, TrainerKind.default)
 
 
 @dataclass(frozen=True)
@@ -48,6 +46,7 @@ class Decision:
     used: Accel
     reason: Optional[str] = None  # why `used` differs from `requested`
     unsloth_version: Optional[str] = None
+    not_applied: bool = False  # the trainer is outside Unsloth's scope (not a failure to load it)
 
     @property
     def fell_back(self) -> bool:
@@ -78,11 +77,10 @@ def resolve(
     def fallback(reason: str, version: Optional[str] = None) -> Decision:
         return Decision(requested, Accel.none, reason, version)
 
-    if trainer not in UNSLOTH_TRAINERS:
-        return fallback(
-            f"Unsloth not applied: trainer '{trainer.value}' is not supported "
-            f"(Unsloth applies to {' and '.join(t.value for t in UNSLOTH_TRAINERS)} only)"
-        )
+    if not TRAINERS[trainer].unsloth:
+        applies = " and ".join(spec.kind.value for spec in TRAINERS.values() if spec.unsloth)
+        reason = f"Unsloth not applied: trainer '{trainer.value}' is not supported (Unsloth applies to {applies} only)"
+        return Decision(requested, Accel.none, reason, not_applied=True)
     if model_type not in supported_model_types:
         return fallback(
             f"model type '{model_type}' is not supported by Unsloth "
@@ -102,46 +100,21 @@ def resolve(
     return Decision(requested, Accel.unsloth, None, imported.version)
 
 
-def _installed() -> bool:
-    return importlib.util.find_spec("unsloth") is not None
-
-
-def _has_gpu() -> bool:
-    import torch  # torch before Unsloth is fine; transformers, trl and peft must come after it
-
-    return torch.cuda.is_available()
-
-
-def _try_import() -> Imported:
-    """`import unsloth` in this process. Every exception counts as a failure: without a GPU
-    Unsloth can raise ImportError, NotImplementedError or RuntimeError."""
-    try:
-        import unsloth
-    except Exception as exc:
-        text = str(exc).strip()
-        first = text.splitlines()[0] if text else ""
-        return Imported(error=f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
-    return Imported(version=getattr(unsloth, "__version__", None))
-
-
-def machine() -> Environment:
-    return Environment(_installed, _has_gpu, _try_import, int(os.environ.get("WORLD_SIZE", "1")))
-
-
 def decide(cfg: Config, model_type: str, env: Optional[Environment] = None) -> Decision:
     """Resolve `cfg.accel` and log the one WARNING line when falling back."""
+    from aitraining import unsloth_accel
+
     decision = resolve(
         requested=cfg.accel.kind,
         trainer=cfg.trainer.kind,
         model_type=model_type,
         supported_model_types=cfg.accel.supported_model_types,
         quant=cfg.quant.kind,
-        env=env or machine(),
+        env=env or unsloth_accel.environment(),
     )
     if decision.fell_back:
-        reason = decision.reason or ""
-        prefix = "" if reason.startswith("Unsloth not applied") else "Unsloth not available: "
-        log.warning("%s%s; continuing without it (standard transformers/PEFT loading).", prefix, reason)
+        prefix = "" if decision.not_applied else "Unsloth not available: "
+        log.warning("%s%s; continuing without it (standard transformers/PEFT loading).", prefix, decision.reason)
     return decision
 
 

@@ -27,6 +27,8 @@ from typing import Any, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from aitraining import record
+
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 LOSS_PLOT = "loss_curves.png"
@@ -81,46 +83,25 @@ class Summary:
         return [job for job in self.jobs if job.status != "succeeded"]
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _number(value: Any) -> Optional[float]:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _accelerator(run: dict[str, Any]) -> Optional[str]:
-    accel = run.get("accelerator")
-    if not isinstance(accel, dict):
-        return None
-    used, requested = accel.get("used"), accel.get("requested")
-    return str(used) if used == requested else f"{used} (requested {requested})"
-
-
 def read_job(folder: Path) -> Job:
-    """A job from its run.json (written by the run, or by app.py when the job failed before training)."""
-    run = _read_json(folder / "run.json")
-    if not isinstance(run, dict):
+    """A job from its run record (written by the run, or by app.py when the job failed before training)."""
+    run = record.read(folder)
+    if run is None:
         error = "no run.json: the job stopped before writing one (see its train.log)"
         return Job(folder.name, folder, "missing", error=error)
-    loss = run.get("loss") if isinstance(run.get("loss"), dict) else {}
-    status = str(run.get("status", "missing"))
-    error = run.get("error")
-    if status == "running":
+    error = run.error
+    if run.status is record.Status.running:
         error = "still running, or stopped while training without recording an error (killed?); see its train.log"
     return Job(
         name=folder.name,
         folder=folder,
-        status=status,
-        overrides=[str(o) for o in run.get("overrides") or []],
-        train_loss=_number(loss.get("train_last")),
-        eval_loss=_number(loss.get("eval")),
-        tokens_per_second=_number(run.get("tokens_per_second")),
-        wall_seconds=_number(run.get("wall_seconds")),
-        accelerator=_accelerator(run),
+        status=run.status.value,
+        overrides=list(run.overrides),
+        train_loss=run.loss.train_last,
+        eval_loss=run.loss.eval,
+        tokens_per_second=run.tokens_per_second,
+        wall_seconds=run.wall_seconds,
+        accelerator=run.accelerator.label if run.accelerator else None,
         error=" ".join(str(error).split()) if error else None,
     )
 
@@ -204,8 +185,15 @@ def write_csv(path: Path, jobs: list[Job], common: list[str]) -> None:
             )
 
 
+def _number(value: Any) -> Optional[float]:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _loss_curves(folder: Path) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    history = _read_json(folder / "metrics.json")
+    try:
+        history = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        history = None
     train: list[tuple[float, float]] = []
     evals: list[tuple[float, float]] = []
     for entry in history if isinstance(history, list) else []:

@@ -1,11 +1,12 @@
 """Tiny random models built offline, for the quick start, tests and smoke runs.
 
 `model.name=tiny:<type>` names one; it is built on first use (a few seconds) into
-`$AITRAINING_CACHE/tiny/<type>-v1` (default `~/.cache/aitraining`). Each has 2 layers, hidden
-size 64, random weights, and a byte-level BPE tokenizer trained on the shipped Alpaca sample,
-with a ChatML chat template that marks assistant turns with `{% generation %}`.
+`$AITRAINING_CACHE/tiny/<type>-<VERSION>` (default `~/.cache/aitraining`). Each has 2 layers,
+hidden size 64, random weights, and a byte-level BPE tokenizer trained on the shipped Alpaca
+sample, with a ChatML chat template that marks assistant turns with `{% generation %}`. The
+tokenizer has seen the sample it then trains on in the quick start: fine for smoke runs.
 
-    python scripts/build_tiny.py llama gemma2      # build ahead of time
+    python -c "from aitraining import tiny; tiny.ensure_tiny('tiny:gemma2')"   # build ahead of time
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def tiny_type(name: str) -> str:
     if kind not in ARCHITECTURES:
         raise ConfigError(
             f"model.name={name}: unknown tiny model type '{kind}'. Allowed: "
-            + ", ".join(f"tiny:{k}" for k in ARCHITECTURES)
+            + ", ".join(f"tiny:{k}" for k in ARCHITECTURES),
+            key="model.name",
         )
     return kind
 

@@ -12,7 +12,7 @@
    from process start to the first optimizer step, and peak RSS, each the median of the repeats.
 2. Start-up: wall time of each command against `python -c "import hydra"` (the floor).
 3. Data: examples per second for reading, formatting and tokenizing the Alpaca sample repeated to
-   50k examples (aitraining.data + aitraining.encode) against `datasets.load_dataset("json")` +
+   50k examples (aitraining.data + aitraining.data.encode) against `datasets.load_dataset("json")` +
    `Dataset.map(tokenizer, batched=True)` on the concatenated text.
 """
 
@@ -149,14 +149,17 @@ def data(n_examples: int, repeats: int) -> None:
 import time
 import datasets  # imported before the clock, as in the other arm
 from transformers import AutoTokenizer
-from aitraining import encode, tiny
+from aitraining import tiny
 from aitraining.config import Config, DataConfig, ModelConfig
 from aitraining.data import load_examples
-cfg = Config(model=ModelConfig(name="tiny:llama", max_seq_length=2048), data=DataConfig(path={str(path)!r}))
+from aitraining.data.encode import prepare
+from aitraining.trainers.sft import SFTTrainerConfig
+cfg = Config(model=ModelConfig(name="tiny:llama", max_seq_length=2048), trainer=SFTTrainerConfig(),
+             data=DataConfig(path={str(path)!r}))
 tok = AutoTokenizer.from_pretrained(tiny.ensure_tiny("tiny:llama"))
 t0 = time.time()
 examples = load_examples(cfg.data)
-encoded = encode.encode(examples, tok, cfg, None)
+encoded = prepare(examples, tok, cfg, None)
 print(time.time() - t0, len(encoded.train))
 """
         code_direct = f"""

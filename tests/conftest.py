@@ -1,5 +1,6 @@
-"""Shared fixtures. Nothing here touches the network: tiny models are built offline into a
-per-session cache, and data comes from ../shared/data or files the tests write."""
+"""Shared fixtures. Nothing here touches the network or anything outside the repository: tiny
+models are built offline into a per-session cache, and data comes from tests/data (see its
+SOURCES.md), the package's shipped sample, or files the tests write."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-ALPACA = SHARED_DATA / "alpaca_en_demo.json"
+TEST_DATA = REPO / "tests" / "data"
+ALPACA = REPO / "aitraining" / "samples" / "alpaca_en_demo.json"  # shipped with the package
+TEXT = TEST_DATA / "c4_demo.jsonl"  # 64 plain-text rows
+PAIRS = TEST_DATA / "dpo_en_demo.json"  # 64 ShareGPT preference pairs
 
 
 @dataclass
@@ -102,7 +105,7 @@ def write_page_data(folder: Path) -> Path:
     (folder / "data").mkdir(exist_ok=True)
     alpaca = json.loads(ALPACA.read_text())[:48]
     (folder / "data" / "train.json").write_text(json.dumps(alpaca))
-    dpo = json.loads((SHARED_DATA / "dpo_en_demo.json").read_text())[:48]
+    dpo = json.loads(PAIRS.read_text())[:48]
     sharegpt = [{"conversations": [*row["conversations"], row["chosen"]]} for row in dpo]
     (folder / "sharegpt_data.json").write_text(json.dumps(sharegpt))
     return folder

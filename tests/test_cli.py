@@ -14,7 +14,15 @@ import pytest
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from aitraining.cli import EXISTING_DEFAULTS, OPTIONS, ParamsError, hydra_value, parse, to_overrides
+from aitraining.compat.cli import parse
+from aitraining.compat.options import (
+    OPTIONS,
+    ParamsError,
+    existing_defaults,
+    hydra_value,
+    to_overrides,
+    with_table,
+)
 from aitraining.config import Accel, PeftKind, Quant, TrainerKind
 from aitraining.errors import ConfigError, TrainingError
 from conftest import REPO, console_script, read_run, write_page_data
@@ -75,18 +83,42 @@ def test_llm_help_lists_every_flag_and_its_key(console):
     assert "--print-config" in out and "--config" in out and "{default,dpo,orpo,sft}" in out
 
 
-def test_readme_maps_every_flag():
+def test_readme_flag_table_is_generated_from_the_declaration():
     readme = (REPO / "README.md").read_text()
     section = readme.split("## The existing tool's interface", 1)[1].split("\n## ", 1)[0]
+    assert with_table(section) == section, "run: python -m aitraining.compat.options README.md"
     for option in OPTIONS:
         assert f"| `{option.flag}" in section and f"| `{option.name}` |" in section, option.flag
 
 
+def test_each_option_default_is_what_the_run_uses():
+    """An option's declared default, when aitraining's own applies, is what the composed config holds."""
+    from aitraining import LLMTrainingParams
+
+    cfg = LLMTrainingParams(model="tiny:llama", peft=True).to_config()
+    declared = {o.name: o for o in OPTIONS}
+    for name, key in (("lora_r", "peft.r"), ("lora_alpha", "peft.alpha"), ("lora_dropout", "peft.dropout"),
+                      ("epochs", "trainer.epochs"), ("seed", "seed"), ("train_split", "data.train_split"),
+                      ("text_column", "data.text_column"), ("max_steps", "trainer.max_steps")):  # fmt: skip
+        node: object = cfg
+        for part in key.split("."):
+            node = getattr(node, part)
+        assert node == declared[name].default, name
+
+
+def test_every_problem_maps_to_the_flag_that_set_its_key(console):
+    result = console("llm", "--train", "--model", "tiny:llama", "--peft", "--lora-r", "0", "--lr", "-1",
+                     "--quantization", "int4", "--no-peft")  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.output
+    assert "--lr -1.0: trainer.learning_rate must be > 0" in result.stderr
+    assert "--quantization int4: quant=int4 needs peft=lora" in result.stderr and "Add --peft." in result.stderr
+
+
 def test_importing_aitraining_stays_light_until_the_api_is_used():
     code = (
-        "import sys, aitraining; before = {'torch', 'hydra', 'aitraining.api'} & set(sys.modules); "
+        "import sys, aitraining; before = {'torch', 'hydra', 'aitraining.compat.api'} & set(sys.modules); "
         "from aitraining import LLMTrainingParams, AutoTrainProject; "
-        "print(sorted(before), 'aitraining.api' in sys.modules, 'torch' in sys.modules)"
+        "print(sorted(before), 'aitraining.compat.api' in sys.modules, 'torch' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["[]", "True", "False"]
@@ -283,7 +315,7 @@ def test_params_defaults_are_what_the_run_uses():
     assert cfg.data.text_column == params.text_column and cfg.data.valid_split is None
     assert cfg.data.use_sharegpt_mapping is params.use_sharegpt_mapping is False
     defaults = {f.name: f.default for f in dataclasses.fields(LLMTrainingParams)}
-    assert {name: defaults[name] for name in EXISTING_DEFAULTS} == EXISTING_DEFAULTS
+    assert {name: defaults[name] for name in existing_defaults()} == existing_defaults()
     assert list(defaults) == [option.name for option in OPTIONS]
 
 
@@ -444,3 +476,8 @@ def test_page_example_runs_the_same_through_cli_api_and_module(example, console,
         assert cfg["quant"]["kind"] == "int4" and runs["cli"]["quant"] == "int4"
     if example == "sharegpt":
         assert cfg["data"]["use_sharegpt_mapping"] is True and cfg["data"]["path"] == "./sharegpt_data.json"
+
+
+def test_a_command_is_required_and_a_wrong_one_is_named(console):
+    one_error(console("--lora-r", "3"), "a command is required", "Commands: llm")
+    one_error(console("lm", "--train"), "unknown command 'lm'. Did you mean 'llm'?")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from aitraining.app import CONF_DIR
-from aitraining.config import Accel, Config, PeftKind, Quant, TrainerKind, register_configs, to_config
+from aitraining.compose import compose
+from aitraining.conf_files import CONF_DIR
+from aitraining.config import Accel, Config, PeftKind, Quant, TrainerKind
 
 GROUPS = ["model", "trainer", "accel", "quant", "peft", "data"]
 
@@ -23,10 +23,7 @@ def experiments() -> list[str]:
 
 
 def compose_config(overrides: list[str]) -> Config:
-    register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    return to_config(cfg)
+    return compose(overrides)
 
 
 # data=custom has a required path; the others compose as they are.
@@ -103,7 +100,7 @@ def test_importing_aitraining_imports_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, aitraining, aitraining.config, aitraining.app; print('torch' in sys.modules)"
+    code = "import sys, aitraining, aitraining.compose, aitraining.app; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 

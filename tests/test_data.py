@@ -9,7 +9,7 @@ import pytest
 from aitraining.config import DataConfig, DataFormat
 from aitraining.data import load_examples
 from aitraining.errors import ConfigError, DataError
-from conftest import ALPACA, SHARED_DATA
+from conftest import ALPACA, TEXT
 
 
 def examples(path, fmt=DataFormat.auto, **kwargs):
@@ -36,8 +36,8 @@ def test_shipped_sample_path():
 
 
 def test_text_sample():
-    ex = examples(SHARED_DATA / "c4_demo.jsonl")
-    assert ex.format is DataFormat.text and len(ex.train) == 300
+    ex = examples(TEXT)
+    assert ex.format is DataFormat.text and len(ex.train) == 64
 
 
 def test_sharegpt_converted_to_messages(tmp_path):

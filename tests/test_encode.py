@@ -9,10 +9,11 @@ import logging
 import pytest
 
 from aitraining import chat_templates, tiny
-from aitraining.config import Config, DataConfig, DataFormat, ModelConfig, TrainerConfig
+from aitraining.config import Config, DataConfig, DataFormat, ModelConfig
 from aitraining.data import Examples, load_examples
-from aitraining.encode import IGNORE, encode, setup_template
+from aitraining.data.encode import IGNORE, prepare
 from aitraining.errors import DataError
+from aitraining.trainers.sft import SFTTrainerConfig
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +31,15 @@ def tokenizer(tokenizer_path):
 def config(chat_template=None, response_only=True, max_len=2048, use_sharegpt_mapping=False) -> Config:
     return Config(
         model=ModelConfig(name="tiny:llama", max_seq_length=max_len, chat_template=chat_template),
-        trainer=TrainerConfig(response_only_loss=response_only),
+        trainer=SFTTrainerConfig(response_only_loss=response_only),
         data=DataConfig(path="unused", use_sharegpt_mapping=use_sharegpt_mapping),
     )
 
 
 def render(tokenizer, fmt, rows, cfg=None):
     cfg = cfg or config()
-    template = setup_template(tokenizer, cfg, fmt, unsloth_used=False)
-    encoded = encode(Examples(fmt, rows, None, ["test"]), tokenizer, cfg, template)
+    template = chat_templates.setup(tokenizer, cfg, fmt)
+    encoded = prepare(Examples(fmt, rows, None, ["test"]), tokenizer, cfg, template)
     ids, labels = encoded.train[0]["input_ids"], encoded.train[0]["labels"]
     trained = [t for t in labels if t != IGNORE]
     return tokenizer.decode(ids), tokenizer.decode(trained), encoded
@@ -206,7 +207,7 @@ def test_columns_are_renamed(tmp_path):
 def test_fast_batch_path_gives_the_tokenizers_own_ids(tokenizer):
     from tokenizers import processors
 
-    from aitraining.encode import token_ids
+    from aitraining.data.encode import token_ids
 
     texts = ["Name a colour.", "### Response:\nBlue.", ""]
     assert token_ids(tokenizer, texts) == tokenizer(texts)["input_ids"]

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from aitraining.config import TrainerConfig
 from aitraining.errors import ConfigError
+from aitraining.trainers.sft import SFTTrainerConfig
 
 HEAVY = {"torch", "transformers", "trl", "peft"}
 
@@ -140,8 +140,34 @@ def test_full_error_shows_traceback(cli):
 )
 def test_trainer_validation_in_process(kwargs, needle):
     with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
-        TrainerConfig(**kwargs)
+        SFTTrainerConfig(**kwargs)
 
 
 def test_unknown_data_format_lists_the_formats(cli):
     check_error(bad(cli, "data.format=yaml"), "data.format", "yaml", "alpaca", "sharegpt", "prompt_completion")
+
+
+def test_every_problem_is_reported_at_once(cli):
+    errors = check_error(
+        bad(cli, "peft.r=0", "trainer.learning_rate=-1", "model.max_seq_length=2", "data.max_samples=0"),
+        "4 problems in the config",
+        "peft.r must be >= 1 (got 0)",
+        "trainer.learning_rate must be > 0",
+        "model.max_seq_length must be >= 8",
+        "data.max_samples must be >= 1",
+    )
+    assert errors.count("ERROR") == 1
+
+
+def test_every_command_line_mistake_is_reported_at_once(cli):
+    check_error(bad(cli, "trainer.learnin_rate=1", "peft.r=abc", "sead=1"), "3 problems", "learning_rate", "peft.r=abc",
+                "'seed'")  # fmt: skip
+
+
+def test_problems_carry_their_keys():
+    from aitraining.compose import compose
+
+    with pytest.raises(ConfigError) as caught:
+        compose(["experiment=quickstart", "peft.r=0", "quant=int4", "peft=none"])
+    keys = [p.key for p in caught.value.problems]
+    assert keys == ["quant"] and caught.value.problems[0].fix == {"peft": "lora"}

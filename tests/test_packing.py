@@ -6,9 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aitraining import encode, loading, tiny, training
-from aitraining.config import Config, DataConfig, DataFormat, ModelConfig, PeftConfig, PeftKind, TrainerConfig
+from aitraining import loading, tiny
+from aitraining.config import Config, DataConfig, DataFormat, ModelConfig, PeftConfig, PeftKind, TrainerKind
 from aitraining.data import Examples
+from aitraining.data.encode import prepare
+from aitraining.trainers import build
+from aitraining.trainers.registry import TRAINERS
+from aitraining.trainers.sft import SFTTrainerConfig
 from conftest import QUICK, read_run
 
 pytestmark = pytest.mark.slow
@@ -18,16 +22,16 @@ pytestmark = pytest.mark.slow
 def test_packed_batch_does_not_leak_attention(cache_dir, tmp_path, model_type):
     cfg = Config(
         model=ModelConfig(name=f"tiny:{model_type}", max_seq_length=64),
-        trainer=TrainerConfig(packing=True, batch_size=2, gradient_checkpointing=False),
+        trainer=SFTTrainerConfig(packing=True, batch_size=2, gradient_checkpointing=False),
         peft=PeftConfig(kind=PeftKind.none),
         data=DataConfig(path="unused"),
     )
     path = str(tiny.ensure_tiny(cfg.model.name))
     tokenizer = loading.load_tokenizer(cfg, path)
     rows = [{"text": t} for t in ("one two three", "four five six seven eight", "nine", "ten eleven")]
-    encoded = encode.encode(Examples(DataFormat.text, rows, None, ["test"]), tokenizer, cfg, None)
+    encoded = prepare(Examples(DataFormat.text, rows, None, ["test"]), tokenizer, cfg, None)
     loaded = loading.load_model(cfg, path, model_type)
-    trainer, _ = training.build_trainer(cfg, loaded, tokenizer, encoded.train, None, tmp_path)
+    trainer, _ = build.build_trainer(TRAINERS[TrainerKind.sft], cfg, loaded, tokenizer, encoded.train, None, tmp_path)
     batch = next(iter(trainer.get_train_dataloader()))
     assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1  # padding-free, flattened
     model = trainer.model.eval()

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from conftest import SHARED_DATA, read_run
+from conftest import PAIRS, read_run
 
-PAIRS = SHARED_DATA / "dpo_en_demo.json"
 # 32 pairs, cut to short prompts and replies, a few steps: seconds on CPU
 SHORT = ["experiment=quickstart", f"data.path={PAIRS}", "data.format=auto", "data.max_samples=32",
          "trainer.max_prompt_length=48", "trainer.max_completion_length=32", "trainer.max_steps=4",
@@ -84,12 +83,14 @@ def test_dpo_on_sft_data_names_the_columns_it_needs(cli):
 
 def test_sft_on_preference_data_is_refused(cli):
     result = cli("experiment=quickstart", f"data.path={PAIRS}", "data.format=auto")
-    assert result.returncode != 0 and "need trainer=dpo or trainer=orpo" in result.stderr
+    assert result.returncode != 0 and "Data of this shape trains with trainer=dpo or trainer=orpo" in result.stderr
 
 
 def test_preference_fields_are_refused_for_sft(cli):
     result = cli("experiment=quickstart", "trainer.beta=0.5")
-    assert result.returncode != 0 and "trainer.beta applies to trainer=dpo/orpo only" in result.stderr
+    assert (
+        result.returncode != 0 and "trainer.beta applies to trainer=dpo, orpo only, not to trainer=sft" in result.stderr
+    )
 
 
 def test_unknown_trainer_lists_the_options(cli):
@@ -117,4 +118,6 @@ def test_dpo_with_a_named_reference_model(cli, tmp_path, cache_dir):
 
 def test_ref_model_is_refused_for_orpo(cli):
     result = cli("experiment=quickstart", "trainer=orpo", "trainer.ref_model=some/model")
-    assert result.returncode != 0 and "trainer.ref_model applies to dpo only" in result.stderr
+    assert (
+        result.returncode != 0 and "trainer.ref_model applies to trainer=dpo only, not to trainer=orpo" in result.stderr
+    )

@@ -7,8 +7,9 @@ import logging
 
 import pytest
 
-from aitraining.config import Accel, AccelConfig, Config, ModelConfig, Quant, TrainerConfig, TrainerKind
+from aitraining.config import Accel, AccelConfig, Config, ModelConfig, Quant, TrainerKind
 from aitraining.resolver import Environment, Imported, apply, decide, resolve
+from aitraining.trainers.registry import TRAINERS
 
 SUPPORTED = ["llama", "mistral", "gemma", "gemma2", "qwen2"]
 
@@ -94,7 +95,7 @@ def test_int8_with_gpu_uses_unsloth():
 def config(accel=Accel.unsloth, trainer=TrainerKind.sft) -> Config:
     return Config(
         model=ModelConfig(name="tiny:llama"),
-        trainer=TrainerConfig(kind=trainer),
+        trainer=TRAINERS[trainer].schema(),
         accel=AccelConfig(kind=accel, supported_model_types=SUPPORTED if accel is Accel.unsloth else []),
     )
 

@@ -17,9 +17,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from aitraining import sweep
-from aitraining.app import CONF_DIR, experiment_git
-from aitraining.config import Accel, DataFormat, PeftKind, Quant, TrainerKind, register_configs, to_config
-from conftest import REPO, SHARED_DATA, read_run
+from aitraining.app import experiment_git
+from aitraining.compose import register_configs, validate
+from aitraining.conf_files import CONF_DIR
+from aitraining.config import Accel, DataFormat, PeftKind, Quant, TrainerKind
+from conftest import ALPACA, PAIRS, REPO, read_run
 
 # A sweep job that takes a few seconds on the tiny model.
 TINY = ["trainer.max_steps=3", "trainer.logging_steps=1", "data.max_samples=32"]
@@ -28,7 +30,7 @@ SHIPPED = ["fast_model", "quantized_model", "quickstart", "sharegpt_chat"]
 
 def compose_cfg(overrides: list[str], hydra: bool = False):
     register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=overrides, return_hydra_config=hydra)
 
 
@@ -67,18 +69,18 @@ def user_experiments(root: Path, git: bool) -> Path:
 
 
 def test_shipped_experiments_state_the_product_page_examples():
-    fast = to_config(compose_cfg(["experiment=fast_model"]))
+    fast = validate(compose_cfg(["experiment=fast_model"]))
     assert fast.model.name == "meta-llama/Llama-3.2-1B" and fast.trainer.kind is TrainerKind.sft
     assert fast.accel.kind is Accel.unsloth and fast.quant.kind is Quant.none
     assert fast.peft.kind is PeftKind.lora and fast.peft.r == 16 and fast.peft.alpha == 32
     assert fast.project_name == "fast-model" and fast.trainer.epochs == 3 and fast.data.path == "./data"
 
-    quantized = to_config(compose_cfg(["experiment=quantized_model"]))
+    quantized = validate(compose_cfg(["experiment=quantized_model"]))
     assert quantized.model.name == "meta-llama/Llama-3.2-3B" and quantized.quant.kind is Quant.int4
     assert quantized.accel.kind is Accel.unsloth and quantized.peft.r == 16
     assert quantized.project_name == "quantized-model"
 
-    chat = to_config(compose_cfg(["experiment=sharegpt_chat"]))
+    chat = validate(compose_cfg(["experiment=sharegpt_chat"]))
     assert chat.data.format is DataFormat.sharegpt and chat.data.use_sharegpt_mapping is True
     assert chat.data.path == "./sharegpt_data.json" and chat.accel.kind is Accel.unsloth
 
@@ -261,13 +263,23 @@ def test_an_optuna_search_whose_trials_fail_ends_with_its_summary(cli, tmp_path)
 
 
 def test_a_sweep_cut_short_still_gets_its_summary(cli, tmp_path):
-    """Here the second batch cannot compose ('abc' is no int): Hydra ends the sweep with an error."""
+    """Here the second batch cannot compose (no such model option): Hydra ends the sweep with an error."""
     out = tmp_path / "sweep"
-    args = ["-m", "experiment=quickstart", "peft.r=0,abc", "hydra.sweeper.max_batch_size=1"]
+    args = ["-m", "experiment=quickstart", "peft.r=0", "model=tiny,no_such_model", "hydra.sweeper.max_batch_size=1"]
     result = cli(*args, f"hydra.sweep.dir={out}")
-    assert result.returncode != 0 and "could not be converted to Integer" in result.output
+    assert result.returncode != 0 and "no_such_model" in result.output
     assert "the sweep ended early" in result.stderr
     assert [r["job"] for r in read_csv(out)] == ["0"]
+
+
+def test_a_sweep_value_of_the_wrong_type_stops_it_before_any_job(cli, tmp_path):
+    out = tmp_path / "sweep"
+    result = cli(
+        "-m", "experiment=quickstart", "peft.r=8,abc", "trainer.learning_rate=1e-4,fast", f"hydra.sweep.dir={out}"
+    )
+    assert result.returncode == 2 and "Traceback" not in result.output
+    assert "peft.r=abc: expected an integer" in result.stderr and "trainer.learning_rate=fast" in result.stderr
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------- sweeps that train (slow)
@@ -365,9 +377,9 @@ def test_every_experiment_runs_with_debug_smoke(cli, tmp_path):
     repository through --config-dir), on the tiny model; each keeps its data path, format, accel, quant."""
     work = tmp_path / "work"
     (work / "data").mkdir(parents=True)  # the hub experiments' ./data: the Alpaca sample
-    alpaca = json.loads((SHARED_DATA / "alpaca_en_demo.json").read_text())
+    alpaca = json.loads(ALPACA.read_text())
     (work / "data" / "train.json").write_text(json.dumps(alpaca[:64]))
-    rows = json.loads((SHARED_DATA / "dpo_en_demo.json").read_text())[:48]  # ShareGPT preference pairs
+    rows = json.loads(PAIRS.read_text())[:48]  # ShareGPT preference pairs
     (work / "sharegpt_data.json").write_text(
         json.dumps([{"conversations": [*r["conversations"], r["chosen"]]} for r in rows])
     )

@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from conftest import QUICK, SHARED_DATA, read_run
+from conftest import ALPACA, PAIRS, QUICK, TEXT, read_run
 
 pytestmark = pytest.mark.slow
 UNSLOTH_INSTALLED = importlib.util.find_spec("unsloth") is not None
@@ -156,14 +156,14 @@ def test_gpt2_gets_all_linear_lora(cli, tmp_path):
 
 
 def test_plain_text_sample_trains(cli, tmp_path):
-    result, out = train(cli, tmp_path, f"data.path={SHARED_DATA / 'c4_demo.jsonl'}", "data.format=auto")
+    result, out = train(cli, tmp_path, f"data.path={TEXT}", "data.format=auto")
     assert result.returncode == 0, result.output[-3000:]
     assert read_run(out)["data"]["format"] == "text"
     assert "Data format detected: text" in result.stderr
 
 
 def test_sharegpt_conversations_train_through_the_chat_template(cli, tmp_path):
-    rows = json.loads((SHARED_DATA / "dpo_en_demo.json").read_text())[:48]
+    rows = json.loads(PAIRS.read_text())[:48]
     sft = [{"conversations": [*r["conversations"], r["chosen"]]} for r in rows]
     path = tmp_path / "sharegpt.json"
     path.write_text(json.dumps(sft))
@@ -173,7 +173,7 @@ def test_sharegpt_conversations_train_through_the_chat_template(cli, tmp_path):
 
 
 def test_folder_with_train_and_validation_files_reports_eval_loss(cli, tmp_path):
-    rows = json.loads((SHARED_DATA / "alpaca_en_demo.json").read_text())
+    rows = json.loads(ALPACA.read_text())
     folder = tmp_path / "data"
     folder.mkdir()
     (folder / "train.json").write_text(json.dumps(rows[:64]))

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import QUICK, read_run
+from conftest import PAIRS, QUICK, read_run
 
 pytestmark = [
     pytest.mark.unsloth,
@@ -93,12 +93,13 @@ def test_sharegpt_mapping_unsloth_and_runner_give_the_same_token_ids(cache_dir, 
     from transformers import AutoTokenizer
     from unsloth.chat_templates import get_chat_template
 
-    from aitraining import encode, tiny
-    from aitraining.config import Config, DataConfig, ModelConfig, TrainerConfig
+    from aitraining import chat_templates, tiny, unsloth_accel
+    from aitraining.config import Config, DataConfig, ModelConfig
     from aitraining.data import load_examples
-    from conftest import SHARED_DATA
+    from aitraining.data.encode import prepare
+    from aitraining.trainers.sft import SFTTrainerConfig
 
-    rows = json.loads((SHARED_DATA / "dpo_en_demo.json").read_text())[:20]
+    rows = json.loads(PAIRS.read_text())[:20]
     path = tmp_path / "sharegpt.json"
     path.write_text(json.dumps([{"conversations": [*r["conversations"], r["chosen"]]} for r in rows]))
     tokenizer_path = tiny.ensure_tiny("tiny:llama")
@@ -110,14 +111,15 @@ def test_sharegpt_mapping_unsloth_and_runner_give_the_same_token_ids(cache_dir, 
     def token_ids(chat_template: str, unsloth_used: bool):
         cfg = Config(
             model=ModelConfig(name="tiny:llama", chat_template=chat_template),
-            trainer=TrainerConfig(response_only_loss=False),
+            trainer=SFTTrainerConfig(response_only_loss=False),
             data=DataConfig(path=str(path), use_sharegpt_mapping=True),
         )
         examples = load_examples(cfg.data)
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-        template = encode.setup_template(tokenizer, cfg, examples.format, unsloth_used)
-        assert template.unsloth_mapping is unsloth_used
-        return encode.encode(examples, tokenizer, cfg, template).train["input_ids"]
+        mapped = unsloth_accel.sharegpt_template(tokenizer, cfg, examples.format) if unsloth_used else None
+        template = mapped or chat_templates.setup(tokenizer, cfg, examples.format)
+        assert template.renders_sharegpt is unsloth_used
+        return prepare(examples, tokenizer, cfg, template).train["input_ids"]
 
     through_unsloth = token_ids(name, unsloth_used=True)  # get_chat_template(..., mapping=...)
     through_runner = token_ids(str(unsloth_template), unsloth_used=False)  # same template, own mapping
@@ -127,9 +129,7 @@ def test_sharegpt_mapping_unsloth_and_runner_give_the_same_token_ids(cache_dir, 
 def test_sharegpt_mapping_trains_through_unsloth(cli, tmp_path):
     import json
 
-    from conftest import SHARED_DATA
-
-    rows = json.loads((SHARED_DATA / "dpo_en_demo.json").read_text())[:32]
+    rows = json.loads(PAIRS.read_text())[:32]
     path = tmp_path / "sharegpt.json"
     path.write_text(json.dumps([{"conversations": [*r["conversations"], r["chosen"]]} for r in rows]))
     result, out = train(cli, tmp_path, f"data.path={path}", "data.format=sharegpt", "data.use_sharegpt_mapping=true",

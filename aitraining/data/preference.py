@@ -1,4 +1,4 @@
-"""Preference data for trainer=dpo|orpo: checked, rendered to text and length-limited before the
+"""Preference data for trainer=dpo|orpo: rendered to text and length-limited before the
 model loads; TRL's DPOTrainer / ORPOTrainer tokenize the prompt/chosen/rejected strings.
 
 Conversational pairs (message lists, ShareGPT turns) go through the chat template (TRL's
@@ -9,30 +9,15 @@ Conversational pairs (message lists, ShareGPT turns) go through the chat templat
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from aitraining.config import PREFERENCE_TRAINERS, Config, DataFormat, TrainerKind
-from aitraining.data import Examples
-from aitraining.errors import DataError
+from aitraining.chat_templates import Template
+from aitraining.data import Examples, Prepared
+
+if TYPE_CHECKING:
+    from aitraining.config import Config
 
 log = logging.getLogger(__name__)
-
-NEEDS = "'prompt' (or ShareGPT 'conversations') + 'chosen' + 'rejected'"
-
-
-def check_format(kind: TrainerKind, examples: Examples) -> None:
-    """Preference trainers need preference pairs, and the SFT trainers need anything else."""
-    is_pairs = examples.format is DataFormat.preference
-    if kind in PREFERENCE_TRAINERS and not is_pairs:
-        raise DataError(
-            f"{examples.sources[0]}: trainer={kind.value} needs preference data with columns {NEEDS}; "
-            f"this data is '{examples.format.value}' with columns {examples.columns}."
-        )
-    if kind not in PREFERENCE_TRAINERS and is_pairs:
-        raise DataError(
-            f"{examples.sources[0]}: preference pairs ({NEEDS}) need trainer=dpo or trainer=orpo, "
-            f"not trainer={kind.value}."
-        )
 
 
 def _cut(text: str, tokenizer, limit: Optional[int], keep_end: bool) -> tuple[str, bool]:
@@ -61,8 +46,8 @@ def render(rows: list[dict[str, Any]], tokenizer, cfg: Config) -> tuple[list[dic
     return out, cut
 
 
-def prepare(examples: Examples, tokenizer, cfg: Config):
-    """(train, valid, stats) as datasets of prompt/chosen/rejected strings."""
+def prepare(examples: Examples, tokenizer, cfg: Config, template: Optional[Template]) -> Prepared:
+    """The preference trainers' data (their records' `prepare`): prompt/chosen/rejected strings."""
     from datasets import Dataset
 
     train, cut = render(examples.train, tokenizer, cfg)
@@ -76,4 +61,4 @@ def prepare(examples: Examples, tokenizer, cfg: Config):
         )
     valid = Dataset.from_list(render(examples.valid, tokenizer, cfg)[0]) if examples.valid else None
     stats = {"examples": len(train), "pairs_cut": cut}
-    return Dataset.from_list(train), valid, stats
+    return Prepared(Dataset.from_list(train), valid, stats)

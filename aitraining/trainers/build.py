@@ -1,6 +1,6 @@
-"""Build the TRL trainer (SFT, DPO or ORPO) from the config, train, and refuse a diverged result.
+"""Build the TRL trainer a record names, from the config; train; refuse a diverged result.
 
-Imports torch/transformers: run.py imports this module only after the accelerator is decided
+Imports torch/transformers/trl: run.py imports this module only after the accelerator is decided
 (Unsloth must be imported before transformers).
 """
 
@@ -15,12 +15,11 @@ from typing import Any, Optional
 
 import torch
 from transformers import TrainerCallback
-from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
-from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-from aitraining.config import Config, TrainerKind
+from aitraining.config import Config
 from aitraining.errors import TrainingError
 from aitraining.loading import Loaded
+from aitraining.trainers.base import TrainerSpec, load
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ def common_args(cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any]:
         "per_device_train_batch_size": t.batch_size,
         "per_device_eval_batch_size": t.batch_size,
         "gradient_accumulation_steps": t.gradient_accumulation,
-        # Unsloth applies its own checkpointing in get_peft_model; TRL must not add the HF one.
+        # The loader says whether the model already checkpoints itself (Unsloth does).
         "gradient_checkpointing": t.gradient_checkpointing and not loaded.gradient_checkpointing_by_model,
         "gradient_checkpointing_kwargs": {"use_reentrant": False},
         "logging_steps": t.logging_steps,
@@ -55,21 +54,9 @@ def common_args(cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any]:
     }
 
 
-def sft_args(cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any]:
-    """SFTConfig keyword arguments: aitraining's fields first, then `trainer.args` on top."""
-    args = {
-        **common_args(cfg, loaded, out_dir),
-        "packing": cfg.trainer.packing,
-        # encode.py hands TRL input_ids + labels with the loss mask already applied
-        "completion_only_loss": False,
-        "assistant_only_loss": False,
-    }
-    return {**args, **cfg.trainer.args}
-
-
-def preference_args(cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any]:
-    """DPOConfig / ORPOConfig keyword arguments (prompt/completion limits are applied to the data)."""
-    return {**common_args(cfg, loaded, out_dir), "beta": cfg.trainer.beta, **cfg.trainer.args}
+def trl_args(spec: TrainerSpec, cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any]:
+    """TRL config keyword arguments: the common ones, the record's own, then `trainer.args` on top."""
+    return {**common_args(cfg, loaded, out_dir), **spec.config_args(cfg), **cfg.trainer.args}
 
 
 class NonFiniteLossGuard(TrainerCallback):
@@ -92,77 +79,44 @@ class NonFiniteLossGuard(TrainerCallback):
         return control
 
 
-def build_trainer(cfg: Config, loaded: Loaded, tokenizer, train_ds, valid_ds, out_dir: Path):
-    """The TRL trainer for cfg.trainer.kind, with the NaN guard attached."""
-    return BUILDERS[cfg.trainer.kind](cfg, loaded, tokenizer, train_ds, valid_ds, out_dir)
-
-
-def build_sft(cfg: Config, loaded: Loaded, tokenizer, train_ds, valid_ds, out_dir: Path):
-    attention = getattr(loaded.model.config, "_attn_implementation", None) or "default"
-    if cfg.trainer.packing and "flash" not in attention:
-        log.warning(
-            "trainer.packing=true with %s attention: examples stay apart (position_ids), but attention runs over "
-            "each whole packed row, which is usually slower than padding. Packing pays off with "
-            "model.attn_implementation=flash_attention_2 (GPU).",
-            attention,
-        )
+def build_trainer(spec: TrainerSpec, cfg: Config, loaded: Loaded, tokenizer, train_ds, valid_ds, out_dir: Path):
+    """The TRL trainer the record names, with the NaN guard attached."""
+    args = trl_args(spec, cfg, loaded, out_dir)
+    if args.get("packing"):
+        attention = getattr(loaded.model.config, "_attn_implementation", None) or "default"
+        if "flash" not in attention:
+            log.warning(
+                "trainer.packing=true with %s attention: examples stay apart (position_ids), but attention runs "
+                "over each whole packed row, which is usually slower than padding. Packing pays off with "
+                "model.attn_implementation=flash_attention_2 (GPU).",
+                attention,
+            )
     guard = NonFiniteLossGuard()
-    trainer = SFTTrainer(
+    config_class, trainer_class = load(spec.trl_config), load(spec.trl_trainer)
+    extra = load(spec.trainer_kwargs)(cfg, loaded) if spec.trainer_kwargs else {}
+    trainer = trainer_class(
         model=loaded.model,
-        args=SFTConfig(**sft_args(cfg, loaded, out_dir)),
+        args=config_class(**args),
         train_dataset=train_ds,
         eval_dataset=valid_ds,
         processing_class=tokenizer,
         peft_config=loaded.peft_config,  # None on the Unsloth path: the model already is a PeftModel
         callbacks=[guard],
+        **extra,
     )
     return trainer, guard
 
 
-def load_ref_model(cfg: Config, dtype: str):
+def reference_model(cfg: Config, loaded: Loaded) -> dict[str, Any]:
+    """DPO's `ref_model`: a named model, or None (with LoRA TRL uses the base with the adapters disabled)."""
+    if not cfg.trainer.ref_model:
+        return {"ref_model": None}
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(
-        cfg.trainer.ref_model, dtype=getattr(torch, dtype), trust_remote_code=cfg.model.trust_remote_code
+    model = AutoModelForCausalLM.from_pretrained(
+        cfg.trainer.ref_model, dtype=getattr(torch, loaded.dtype), trust_remote_code=cfg.model.trust_remote_code
     )
-
-
-def build_dpo(cfg: Config, loaded: Loaded, tokenizer, train_ds, valid_ds, out_dir: Path):
-    guard = NonFiniteLossGuard()
-    trainer = DPOTrainer(
-        model=loaded.model,
-        # None: with LoRA, TRL uses the base model with the adapters disabled as the reference
-        ref_model=load_ref_model(cfg, loaded.dtype) if cfg.trainer.ref_model else None,
-        args=DPOConfig(**preference_args(cfg, loaded, out_dir)),
-        train_dataset=train_ds,
-        eval_dataset=valid_ds,
-        processing_class=tokenizer,
-        peft_config=loaded.peft_config,
-        callbacks=[guard],
-    )
-    return trainer, guard
-
-
-def build_orpo(cfg: Config, loaded: Loaded, tokenizer, train_ds, valid_ds, out_dir: Path):
-    guard = NonFiniteLossGuard()
-    trainer = ORPOTrainer(
-        model=loaded.model,
-        args=ORPOConfig(**preference_args(cfg, loaded, out_dir)),
-        train_dataset=train_ds,
-        eval_dataset=valid_ds,
-        processing_class=tokenizer,
-        peft_config=loaded.peft_config,
-        callbacks=[guard],
-    )
-    return trainer, guard
-
-
-BUILDERS = {
-    TrainerKind.sft: build_sft,
-    TrainerKind.default: build_sft,
-    TrainerKind.dpo: build_dpo,
-    TrainerKind.orpo: build_orpo,
-}
+    return {"ref_model": model}
 
 
 @dataclass

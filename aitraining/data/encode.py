@@ -13,77 +13,21 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from aitraining import chat_templates
-from aitraining.config import Config, DataFormat
-from aitraining.data import SHAREGPT_ROLES, Examples
-from aitraining.errors import ConfigError, DataError
+from aitraining.chat_templates import Template
+from aitraining.choices import DataFormat
+from aitraining.data import Examples, Prepared
+from aitraining.data.formats import SHAREGPT_ROLES
+from aitraining.errors import DataError
+
+if TYPE_CHECKING:
+    from aitraining.config import Config
 
 log = logging.getLogger(__name__)
 
 IGNORE = -100
-UNSLOTH_MAPPING = {"role": "from", "content": "value", "user": "human", "assistant": "gpt"}
-
-
-@dataclass
-class Template:
-    """How chat examples are rendered: which template, and whether it can mask the loss."""
-
-    source: str  # "tokenizer", "built-in chatml", "file x.jinja", "unsloth:chatml (ShareGPT mapping)"
-    masks_assistant: bool
-    unsloth_mapping: bool = False  # ShareGPT records rendered as they are by Unsloth's mapped template
-
-
-@dataclass
-class Encoded:
-    train: Any  # datasets.Dataset with input_ids, labels
-    valid: Any
-    stats: dict[str, Any] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- templates
-
-
-def setup_template(tokenizer, cfg: Config, data_format: DataFormat, unsloth_used: bool) -> Optional[Template]:
-    """Give the tokenizer the chat template the run uses (None for data that is not chat)."""
-    if data_format not in (DataFormat.messages, DataFormat.sharegpt, DataFormat.preference):
-        return None
-    name = cfg.model.chat_template
-    if data_format is DataFormat.sharegpt and unsloth_used and _unsloth_can_map(name, cfg):
-        from unsloth.chat_templates import get_chat_template
-
-        get_chat_template(tokenizer, chat_template=name, mapping=UNSLOTH_MAPPING, map_eos_token=False)
-        return Template(f"unsloth:{name} (ShareGPT mapping)", masks_assistant=False, unsloth_mapping=True)
-    if name is not None:
-        tokenizer.chat_template = chat_templates.resolve(name)
-        source = f"built-in {name}" if name in chat_templates.TEMPLATES else f"file {name}"
-    elif getattr(tokenizer, "chat_template", None):
-        source = "tokenizer"
-    else:
-        raise ConfigError(
-            f"model.chat_template: the tokenizer of {cfg.model.name} has no chat template, and the data is chat "
-            f"data. Set model.chat_template to one of {', '.join(chat_templates.TEMPLATES)} or a .jinja file."
-        )
-    return Template(source, masks_assistant=chat_templates.has_generation_markers(tokenizer.chat_template))
-
-
-def _unsloth_can_map(name: Optional[str], cfg: Config) -> bool:
-    """Unsloth's get_chat_template mapping needs a template name it knows and the standard roles."""
-    from unsloth.chat_templates import CHAT_TEMPLATES
-
-    if name is None or name not in CHAT_TEMPLATES:
-        log.info(
-            "ShareGPT mapping: Unsloth's get_chat_template needs a template it knows (model.chat_template=%s); "
-            "the runner's own mapping renders the records instead.",
-            name,
-        )
-        return False
-    if cfg.data.sharegpt_roles:
-        log.info("ShareGPT mapping: extra roles %s; the runner's own mapping renders them.", cfg.data.sharegpt_roles)
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------- tokenizing
@@ -151,11 +95,11 @@ def encoder(data_format: DataFormat, template: Optional[Template], cfg: Config) 
             "assistant turns. For assistant-only loss set model.chat_template to one of %s%s.",
             template.source,
             ", ".join(chat_templates.TEMPLATES),
-            " and data.use_sharegpt_mapping=false" if template.unsloth_mapping else "",
+            " and data.use_sharegpt_mapping=false" if template.renders_sharegpt else "",
         )
     if data_format is DataFormat.messages:
         return lambda rows, tok: _encode_chat([r["messages"] for r in rows], tok, chat_mask)
-    if template.unsloth_mapping:  # ShareGPT records as they are: Unsloth's template reads from/value
+    if template.renders_sharegpt:  # ShareGPT records as they are: the mapped template reads from/value
         return lambda rows, tok: _encode_chat([r["conversations"] for r in rows], tok, chat_mask)
     roles = {**SHAREGPT_ROLES, **cfg.data.sharegpt_roles}
     return lambda rows, tok: _encode_chat(
@@ -210,13 +154,15 @@ def to_dataset(ids: list[list[int]], labels: list[list[int]]):
     return Dataset(pa.table({"input_ids": pa.array(ids, type=tokens), "labels": pa.array(labels, type=tokens)}))
 
 
-def encode(examples: Examples, tokenizer, cfg: Config, template: Optional[Template]) -> Encoded:
+def prepare(examples: Examples, tokenizer, cfg: Config, template: Optional[Template]) -> Prepared:
+    """The SFT trainers' data (their records' `prepare`): input_ids + labels, lengths checked."""
     encode_rows = encoder(examples.format, template, cfg)
     max_len = cfg.model.max_seq_length
     ids, labels = encode_rows(examples.train, tokenizer)
     stats = check_lengths(ids, labels, max_len, examples.sources[0])
     lengths = [min(len(x), max_len) for x in ids]
     stats.update(
+        packing=cfg.trainer.packing,
         tokens=sum(lengths),
         trained_tokens=sum(sum(t != IGNORE for t in row[:max_len]) for row in labels),
         chat_template=template.source if template else None,
@@ -225,4 +171,4 @@ def encode(examples: Examples, tokenizer, cfg: Config, template: Optional[Templa
         padding_share_with_packing=0.0,
     )
     valid = to_dataset(*encode_rows(examples.valid, tokenizer)) if examples.valid else None
-    return Encoded(to_dataset(ids, labels), valid, stats)
+    return Prepared(to_dataset(ids, labels), valid, stats)

@@ -7,7 +7,7 @@
     job = AutoTrainProject(params=params, backend="local", process=True).create()
     job.output_dir, job.run["loss"]
 
-The fields are the `aitraining llm` flags in snake_case (aitraining/cli.py holds the table). They
+The fields are the `aitraining llm` flags in snake_case (aitraining/compat/options.py declares them). They
 become the same Hydra overrides as the flags, are validated on construction by composing them as
 `python -m aitraining` does, and run through that same Hydra app. Importing this imports no torch.
 """
@@ -15,93 +15,47 @@ become the same Hydra overrides as the flags, are validated on construction by c
 from __future__ import annotations
 
 import codecs
-import json
 import logging
 import os
 import subprocess
 import sys
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional
 
-from aitraining import cli
+from aitraining import record
+from aitraining.compat import cli, options
 from aitraining.errors import ConfigError, TrainingError, closest
 
 if TYPE_CHECKING:
     from aitraining.config import Config
 
 
-@dataclass(init=False)
-class LLMTrainingParams:
-    """The existing tool's LLMTrainingParams. A field left out keeps its default, shown here: the
-    existing tool's where it documents one, else aitraining's (None: aitraining's config decides)."""
-
-    model: Optional[str] = None
-    """None: aitraining's default model (conf/model/llama3_2_1b.yaml)."""
-    data_path: str = "data"
-    project_name: Optional[str] = None
-    """Writes to ./<project_name>; None: a fresh outputs/aitraining/<time> folder."""
-    overwrite: bool = False
-    trainer: str = "default"
-    unsloth: bool = False
-    peft: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: Optional[Union[str, list[str]]] = None
-    """None: the seven projections, narrowed to those the model has."""
-    quantization: Optional[str] = None
-    use_sharegpt_mapping: bool = False
-    epochs: float = 1.0
-    batch_size: int = 2
-    lr: float = 3e-5
-    gradient_accumulation: int = 4
-    block_size: int = -1
-    model_max_length: Optional[int] = None
-    """None: the model config's max_seq_length (2048 for every shipped model)."""
-    max_steps: int = -1
-    train_split: str = "train"
-    valid_split: Optional[str] = None
-    text_column: str = "text"
-    chat_template: Optional[str] = None
-    seed: int = 42
-    max_samples: Optional[int] = None
-    """None: every training example."""
-    logging_steps: int = -1
-    """-1: aitraining's (10)."""
-    disable_gradient_checkpointing: bool = False
-    warmup_ratio: Optional[float] = None
-    """None: TRL's default (no warmup); the existing tool's default was 0.1."""
-    weight_decay: Optional[float] = None
-    max_grad_norm: Optional[float] = None
-    optimizer: Optional[str] = None
-    scheduler: Optional[str] = None
-    """None (these four): TRL's defaults (0.0, 1.0, AdamW, linear), as the existing tool's."""
-    auto_convert_dataset: bool = False
-    """Changes nothing: aitraining always detects the data format and converts it."""
-    merge_adapter: bool = False
-    """Ignored, with a warning: the adapter is never merged."""
+class _Params:
+    """The existing tool's LLMTrainingParams: one field per option of aitraining/compat/options.py,
+    with its default there (the existing tool's where it documents one, else aitraining's; None:
+    aitraining's config decides). Checked on construction by composing the run's config."""
 
     def __init__(self, **params: Any) -> None:
         object.__setattr__(self, "_given", set())
-        for f in fields(self):
+        for f in fields(self):  # type: ignore[arg-type]
             object.__setattr__(self, f.name, f.default)
         for name, value in params.items():
             setattr(self, name, value)
         self.validate()
 
     def __setattr__(self, name: str, value: Any) -> None:
-        option = cli.OPTION.get(name)
+        option = options.OPTION.get(name)
         if option is None:
-            names = [f.name for f in fields(self)]
-            raise cli.ParamsError(
+            names = [o.name for o in options.OPTIONS]
+            raise options.ParamsError(
                 f"LLMTrainingParams has no field '{name}'.{closest(name, names)} Fields: {', '.join(names)}."
             )
-        if value is None and not option.nullable and getattr(type(self), name) is None:
+        if value is None and not option.nullable and option.default is None:
             checked = None  # left to aitraining's default
         else:
-            checked = cli.coerce(option, value, name)
+            checked = options.coerce(option, value, name)
         object.__setattr__(self, name, checked)
         self._given.add(name)
         if option.warning and checked:
@@ -110,26 +64,35 @@ class LLMTrainingParams:
     def values(self) -> dict[str, Any]:
         """Option name -> value, as the CLI sees it: the existing tool's defaults, then what was set."""
         given = {n: getattr(self, n) for n in sorted(self._given)}
-        unset = [n for n, v in given.items() if v is None and not cli.OPTION[n].nullable]
-        return {**cli.EXISTING_DEFAULTS, **{n: v for n, v in given.items() if n not in unset}}
+        unset = [n for n, v in given.items() if v is None and not options.OPTION[n].nullable]
+        return {**options.existing_defaults(), **{n: v for n, v in given.items() if n not in unset}}
 
     def to_overrides(self, cwd: Optional[Path] = None) -> list[str]:
         """The Hydra overrides, the same as `aitraining llm` makes from the same flags."""
-        return cli.to_overrides(self.values(), cwd)
+        return options.to_overrides(self.values(), cwd)
 
     def to_config(self) -> Config:
         """The composed, validated config (aitraining.config.Config), as the run will see it."""
         try:
             return cli.validate(self.to_overrides())
         except ConfigError as exc:
-            raise cli.explain(exc, self.values(), "field") from None
+            raise options.explain(exc, self.values(), "field") from None
 
     def validate(self) -> None:
-        """Compose and validate now; raises ParamsError (a ConfigError and ValueError) with one line."""
+        """Compose and validate now; raises ParamsError (a ConfigError and ValueError) naming the field."""
         self.to_config()
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+
+LLMTrainingParams = make_dataclass(
+    "LLMTrainingParams",
+    [(o.name, o.annotation, field(default=o.default)) for o in options.OPTIONS],
+    bases=(_Params,),
+    init=False,
+)
+LLMTrainingParams.__module__, LLMTrainingParams.__doc__ = __name__, _Params.__doc__
 
 
 @dataclass(frozen=True)
@@ -144,13 +107,13 @@ class TrainingJob:
     @property
     def run(self) -> Optional[dict[str, Any]]:
         """run.json: status, losses, accelerator used and why, versions, ... (None if not written)."""
-        path = self.output_dir / "run.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        run = record.read(self.output_dir)
+        return run.to_dict() if run is not None else None
 
     @property
     def succeeded(self) -> bool:
-        run = self.run
-        return self.returncode == 0 and run is not None and run.get("status") == "succeeded"
+        run = record.read(self.output_dir)
+        return self.returncode == 0 and run is not None and run.status is record.Status.succeeded
 
     def __fspath__(self) -> str:
         return str(self.output_dir)
@@ -170,9 +133,9 @@ class AutoTrainProject:
 
     def __post_init__(self) -> None:
         if not isinstance(self.params, LLMTrainingParams):
-            raise cli.ParamsError(f"params must be an LLMTrainingParams (got {type(self.params).__name__}).")
+            raise options.ParamsError(f"params must be an LLMTrainingParams (got {type(self.params).__name__}).")
         if self.backend != "local":
-            raise cli.ParamsError(
+            raise options.ParamsError(
                 f"backend={self.backend!r} is not available: aitraining trains on this machine only (backend='local')."
             )
 
@@ -192,7 +155,7 @@ class AutoTrainProject:
             )
         else:  # pin the fresh outputs/<project>/<time> folder, so that the job knows where it is
             output_dir = (cwd / config.output_dir).absolute()
-            overrides.append(f"output_dir={cli.hydra_value(str(output_dir))}")
+            overrides.append(f"output_dir={options.hydra_value(str(output_dir))}")
         code = _run_child(overrides, cwd) if self.process else _run_here(overrides)
         job = TrainingJob(output_dir=output_dir, returncode=code, overrides=overrides)
         if code != 0:

@@ -1,0 +1,93 @@
+"""The typed config: one small dataclass per config group (a module each), enums for every choice.
+
+Hydra composes YAML from `conf/` onto these schemas (registered in its ConfigStore by
+aitraining/compose.py), so a misspelt key or a wrong type fails at composition. Validation turns
+the composed DictConfig into these dataclasses, which runs each `__post_init__`: that is where
+values are checked, every problem collected (aitraining.errors). Nothing here imports torch.
+
+The trainer group's schemas are per trainer kind and live with their records in
+aitraining/trainers/.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from omegaconf import MISSING
+
+from aitraining.choices import Accel, Bnb4bitType, DataFormat, DType, PeftKind, Quant, TrainerKind
+from aitraining.config.accel import AccelConfig
+from aitraining.config.data import DataConfig
+from aitraining.config.model import ModelConfig
+from aitraining.config.peft import SEVEN_PROJECTIONS, PeftConfig, QuantConfig
+from aitraining.errors import require
+from aitraining.trainers.base import TrainerConfig
+
+__all__ = [
+    "GROUP_SCHEMAS",
+    "SEVEN_PROJECTIONS",
+    "Accel",
+    "AccelConfig",
+    "Bnb4bitType",
+    "Config",
+    "DType",
+    "DataConfig",
+    "DataFormat",
+    "ModelConfig",
+    "PeftConfig",
+    "PeftKind",
+    "Quant",
+    "QuantConfig",
+    "TrainerConfig",
+    "TrainerKind",
+]
+
+_PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass
+class Config:
+    """The whole run. Top-level keys plus one node per group."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = MISSING
+    """One of the trainer schemas (aitraining/trainers/registry.py), chosen by trainer=NAME."""
+    accel: AccelConfig = field(default_factory=AccelConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    peft: PeftConfig = field(default_factory=PeftConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    project_name: str = "aitraining"
+    """Names the run; the default output folder is outputs/<project_name>/<time>."""
+    output_dir: str = "outputs"
+    """Where a single run writes (conf/config.yaml: a fresh outputs/<project_name>/<time>). A
+    folder that already holds a run is refused unless overwrite=true. Sweep jobs write into
+    their own numbered folders under the sweep folder instead."""
+    overwrite: bool = False
+    """Allow writing into an output_dir that already holds a run."""
+    seed: int = 42
+    """Seeds Python, NumPy, torch, data shuffling and LoRA init. 0 is a valid seed."""
+
+    def __post_init__(self) -> None:
+        require(
+            bool(_PROJECT_NAME.match(self.project_name)),
+            "project_name",
+            f"project_name '{self.project_name}' must be a folder name: letters, digits, '.', '_' or '-'.",
+        )
+        require(
+            self.quant.kind is Quant.none or self.peft.kind is PeftKind.lora,
+            "quant",
+            f"quant={self.quant.kind.value} needs peft=lora: quantized weights cannot be fully fine-tuned.",
+            fix={"peft": "lora"},
+        )
+
+
+# The config groups and their schemas (the trainer's: the base every kind's schema extends).
+GROUP_SCHEMAS: dict[str, type] = {
+    "model": ModelConfig,
+    "trainer": TrainerConfig,
+    "accel": AccelConfig,
+    "quant": QuantConfig,
+    "peft": PeftConfig,
+    "data": DataConfig,
+}

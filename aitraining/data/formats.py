@@ -1,0 +1,222 @@
+"""Data formats: detected from the columns or checked, and each record converted to the shape the
+trainers take (TRL's dataset shapes). Plain Python.
+
+Shapes handed on:
+- text              -> {"text": str}
+- alpaca, prompt_completion -> {"prompt": str, "completion": str}
+- messages, sharegpt -> {"messages": [{"role", "content"}, ...]}  (rendered by the chat template)
+- sharegpt with data.use_sharegpt_mapping=true -> {"conversations": [{"from", "value"}, ...]}, kept as
+  they are (roles checked against the mapping) and rendered through a role/content mapping.
+- preference        -> {"prompt", "chosen", "rejected"} (strings, or message lists for chat pairs)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+from aitraining.choices import DataFormat
+from aitraining.config.data import DataConfig
+from aitraining.data.read import Record
+from aitraining.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
+
+ALPACA_PROMPT = "### Instruction:\n{instruction}\n\n### Response:\n"
+ALPACA_PROMPT_WITH_INPUT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+
+
+def detect_format(columns: set[str], cfg: DataConfig) -> DataFormat:
+    if {"chosen", "rejected"} <= columns:
+        return DataFormat.preference
+    if cfg.messages_column in columns:
+        return DataFormat.messages
+    if "conversations" in columns:
+        return DataFormat.sharegpt
+    if {"instruction", "output"} <= columns:
+        return DataFormat.alpaca
+    if {"prompt", "completion"} <= columns:
+        return DataFormat.prompt_completion
+    if cfg.text_column in columns:
+        return DataFormat.text
+    raise DataError(
+        f"cannot detect the data format from columns {sorted(columns)}. Expected one of: "
+        f"'{cfg.text_column}' (text), instruction+output (alpaca), '{cfg.messages_column}' (messages), "
+        "conversations (sharegpt), prompt+completion (prompt_completion); or set data.format and data.text_column."
+    )
+
+
+def _required_columns(fmt: DataFormat, cfg: DataConfig) -> list[str]:
+    return {
+        DataFormat.text: [cfg.text_column],
+        DataFormat.alpaca: ["instruction", "output"],
+        DataFormat.messages: [cfg.messages_column],
+        DataFormat.sharegpt: ["conversations"],
+        DataFormat.prompt_completion: ["prompt", "completion"],
+        DataFormat.preference: ["chosen", "rejected"],
+    }[fmt]
+
+
+def _string(record: Record, key: str) -> str:
+    value = record.row.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise DataError(f"{record.where}: '{key}' must be a string, got {type(value).__name__}.")
+    return value
+
+
+def _from_alpaca(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
+    instruction, output = _string(record, "instruction"), _string(record, "output")
+    if not instruction.strip() or not output.strip():
+        return None
+    extra = _string(record, "input")
+    template = ALPACA_PROMPT_WITH_INPUT if extra.strip() else ALPACA_PROMPT
+    prompt = template.format(instruction=instruction, input=extra)
+    system = _string(record, "system")
+    if system.strip():
+        prompt = f"{system}\n\n{prompt}"
+    return {"prompt": prompt, "completion": output}
+
+
+def _from_prompt_completion(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
+    prompt, completion = _string(record, "prompt"), _string(record, "completion")
+    return {"prompt": prompt, "completion": completion} if completion.strip() else None
+
+
+def _from_text(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
+    text = _string(record, cfg.text_column)
+    return {"text": text} if text.strip() else None
+
+
+def _turns(record: Record, key: str) -> list[Any]:
+    turns = record.row.get(key)
+    if not isinstance(turns, list):
+        raise DataError(f"{record.where}: '{key}' must be a list of turns, got {type(turns).__name__}.")
+    return turns
+
+
+def _from_messages(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
+    turns = _turns(record, cfg.messages_column)
+    if not turns:
+        raise DataError(f"{record.where}: '{cfg.messages_column}' is an empty conversation.")
+    messages = []
+    for number, turn in enumerate(turns, start=1):
+        if not isinstance(turn, dict) or not {"role", "content"} <= turn.keys():
+            raise DataError(f"{record.where}: turn {number} must be an object with 'role' and 'content'.")
+        messages.append({"role": turn["role"], "content": turn["content"]})
+    return {"messages": messages}
+
+
+def _sharegpt_turns(record: Record, cfg: DataConfig) -> list[dict[str, Any]]:
+    """The conversation's turns, each checked to have from/value and a role inside the mapping."""
+    turns = _turns(record, "conversations")
+    if not turns:
+        raise DataError(f"{record.where}: 'conversations' is an empty conversation.")
+    roles = {**SHAREGPT_ROLES, **cfg.sharegpt_roles}
+    for number, turn in enumerate(turns, start=1):
+        if not isinstance(turn, dict) or not {"from", "value"} <= turn.keys():
+            raise DataError(f"{record.where}: turn {number} must be an object with 'from' and 'value'.")
+        if turn["from"] not in roles:
+            raise DataError(
+                f"{record.where}: turn {number} has role '{turn['from']}', outside the ShareGPT mapping "
+                f"({', '.join(roles)}). Map it with data.sharegpt_roles, e.g. "
+                f"'+data.sharegpt_roles={{{turn['from']}:tool}}'."
+            )
+    return turns
+
+
+def _from_sharegpt(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
+    roles = {**SHAREGPT_ROLES, **cfg.sharegpt_roles}
+    turns = _sharegpt_turns(record, cfg)
+    if cfg.use_sharegpt_mapping:
+        return {"conversations": [{"from": t["from"], "value": t["value"]} for t in turns]}
+    return {"messages": [{"role": roles[t["from"]], "content": t["value"]} for t in turns]}
+
+
+def _reply(record: Record, key: str, roles: dict[str, str], conversational: bool) -> Any:
+    """A chosen/rejected reply: a string, a ShareGPT turn, or a list of messages."""
+    value = record.row[key]
+    if isinstance(value, dict) and {"from", "value"} <= value.keys():
+        value = value["value"]
+    if isinstance(value, str):
+        return [{"role": "assistant", "content": value}] if conversational else value
+    if isinstance(value, list) and conversational and all(isinstance(m, dict) and "content" in m for m in value):
+        return [{"role": m.get("role", roles.get(m.get("from", ""), "assistant")), "content": m["content"]}
+                for m in value]  # fmt: skip
+    raise DataError(f"{record.where}: '{key}' must be a string, a ShareGPT turn or a list of messages.")
+
+
+def _from_preference(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
+    roles = {**SHAREGPT_ROLES, **cfg.sharegpt_roles}
+    if "conversations" in record.row:
+        turns = _sharegpt_turns(record, cfg)
+        prompt: Any = [{"role": roles[t["from"]], "content": t["value"]} for t in turns]
+    elif "prompt" in record.row:
+        prompt = record.row["prompt"]
+        if not isinstance(prompt, (str, list)):
+            raise DataError(f"{record.where}: 'prompt' must be a string or a list of messages.")
+    else:
+        raise DataError(
+            f"{record.where}: preference data needs 'prompt' (or ShareGPT 'conversations') with 'chosen' and "
+            f"'rejected'; it has {sorted(record.row)}."
+        )
+    conversational = isinstance(prompt, list)
+    chosen, rejected = (_reply(record, k, roles, conversational) for k in ("chosen", "rejected"))
+    if not chosen or not rejected:
+        return None
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+CONVERTERS = {
+    DataFormat.text: _from_text,
+    DataFormat.alpaca: _from_alpaca,
+    DataFormat.prompt_completion: _from_prompt_completion,
+    DataFormat.messages: _from_messages,
+    DataFormat.sharegpt: _from_sharegpt,
+    DataFormat.preference: _from_preference,
+}
+TRL_FORMAT = {
+    DataFormat.text: DataFormat.text,
+    DataFormat.alpaca: DataFormat.prompt_completion,
+    DataFormat.prompt_completion: DataFormat.prompt_completion,
+    DataFormat.messages: DataFormat.messages,
+    DataFormat.sharegpt: DataFormat.messages,
+    DataFormat.preference: DataFormat.preference,
+}
+
+
+def trl_format(fmt: DataFormat, cfg: DataConfig) -> DataFormat:
+    if fmt is DataFormat.sharegpt and cfg.use_sharegpt_mapping:
+        return DataFormat.sharegpt
+    return TRL_FORMAT[fmt]
+
+
+def rename_columns(records: list[Record], columns: dict[str, str]) -> list[Record]:
+    if not columns:
+        return records
+    return [Record({columns.get(k, k): v for k, v in r.row.items()}, r.where) for r in records]
+
+
+def convert(records: list[Record], fmt: DataFormat, cfg: DataConfig, source: str) -> list[dict[str, Any]]:
+    """Check every record has what `fmt` needs and convert it; drop empty ones (counted)."""
+    if not records:
+        raise DataError(f"{source}: holds no records.")
+    needed = _required_columns(fmt, cfg)
+    for record in records:
+        missing = [c for c in needed if c not in record.row]
+        if missing:
+            raise DataError(
+                f"{record.where}: missing column(s) {missing} needed by format '{fmt.value}'; "
+                f"it has {sorted(record.row)}."
+            )
+    converter = CONVERTERS[fmt]
+    rows = [row for row in (converter(r, cfg) for r in records) if row is not None]
+    dropped = len(records) - len(rows)
+    if not rows:
+        raise DataError(f"{source}: empty after dropping {dropped} record(s) with empty {'/'.join(needed)}.")
+    if dropped:
+        log.warning("Dropped %d of %d record(s) in %s with empty %s.", dropped, len(records), source, "/".join(needed))
+    return rows

@@ -1,0 +1,272 @@
+"""The run record (`run.json`) and the run folder it describes.
+
+`RunRecord` is the one typed description of a run: the runner writes it when the run starts, fails
+or ends, the Hydra app when a sweep job fails before the run could, always through `write`; the sweep
+summary, the Python API and the scripts read it with `read`. Plain Python: no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+from aitraining.errors import ConfigError
+
+RUN_FILE = "run.json"
+# Files a run folder may already hold before this run writes anything: Hydra's log of this run.
+OWN_FILES = {"train.log"}
+PACKAGES = (
+    "aitraining",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "datasets",
+    "accelerate",
+    "bitsandbytes",
+    "hydra-core",
+    "omegaconf",
+    "unsloth",
+    "unsloth_zoo",
+)
+
+
+class Status(Enum):
+    running = "running"  # still training, or stopped without a word (killed)
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+@dataclass
+class ModelRecord:
+    name: Optional[str] = None
+    path: Optional[str] = None  # what from_pretrained loaded (a tiny model's cache folder)
+    type: Optional[str] = None  # config.json model_type
+    dtype: Optional[str] = None
+
+
+@dataclass
+class AcceleratorRecord:
+    requested: Optional[str] = None
+    used: Optional[str] = None
+    reason: Optional[str] = None  # why `used` differs from `requested`
+    unsloth_version: Optional[str] = None
+
+    @property
+    def label(self) -> Optional[str]:
+        """`unsloth`, or `none (requested unsloth)` when it fell back."""
+        if self.used is None:
+            return None
+        return self.used if self.used == self.requested else f"{self.used} (requested {self.requested})"
+
+
+@dataclass
+class LossRecord:
+    train_first: Optional[float] = None
+    train_last: Optional[float] = None
+    eval: Optional[float] = None
+
+
+@dataclass
+class ParameterRecord:
+    trainable: int = 0
+    total: int = 0
+
+
+@dataclass
+class RunRecord:
+    """run.json. A running or failed run fills only what it knew."""
+
+    status: Status = Status.running
+    output_dir: Optional[str] = None
+    started: Optional[float] = None  # epoch seconds
+    error: Optional[str] = None
+    traceback: Optional[str] = None  # a sweep job's unexpected exception
+    weights_dir: Optional[str] = None
+    experiment: Optional[str] = None
+    experiment_git: Optional[dict[str, Any]] = None  # the experiment file, its repository's commit and dirty flag
+    overrides: list[str] = field(default_factory=list)
+    model: Optional[ModelRecord] = None
+    trainer: Optional[str] = None
+    peft: Optional[str] = None
+    quant: Optional[str] = None
+    accelerator: Optional[AcceleratorRecord] = None
+    data: dict[str, Any] = field(default_factory=dict)  # format, sources, counts; the rest depends on the trainer
+    parameters: Optional[ParameterRecord] = None
+    loss: LossRecord = field(default_factory=LossRecord)
+    steps: Optional[int] = None
+    tokens: Optional[int] = None
+    tokens_per_second: Optional[float] = None
+    train_seconds: Optional[float] = None
+    peak_gpu_memory_gib: Optional[float] = None
+    wall_seconds: Optional[float] = None
+    seconds_to_first_step: Optional[float] = None
+    first_step_at: Optional[float] = None
+    seed: Optional[int] = None
+    git: Optional[dict[str, Any]] = None  # commit and dirty flag of the directory the run started from
+    versions: dict[str, Optional[str]] = field(default_factory=dict)
+
+    @property
+    def objective(self) -> Optional[float]:
+        """What a sweeper minimises: eval loss when there is an eval set, else the last train loss."""
+        return self.loss.eval if self.loss.eval is not None else self.loss.train_last
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], data: Any) -> Optional[T]:
+    """A record dataclass from its JSON, keys it does not know ignored (older or newer writers)."""
+    if not isinstance(data, dict):
+        return None
+    hints = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in hints:
+            continue
+        nested = _NESTED.get((cls, name))
+        if nested is not None:
+            value = _build(nested, value)
+            if value is None:
+                continue  # the field's default
+        values[name] = value
+    if cls is RunRecord:
+        try:
+            values["status"] = Status(values.get("status", "running"))
+        except ValueError:
+            values["status"] = Status.failed
+    return cls(**values)
+
+
+_NESTED: dict[tuple[type, str], type] = {
+    (RunRecord, "model"): ModelRecord,
+    (RunRecord, "accelerator"): AcceleratorRecord,
+    (RunRecord, "loss"): LossRecord,
+    (RunRecord, "parameters"): ParameterRecord,
+}
+
+
+def write(out_dir: Path, record: RunRecord) -> Path:
+    """Write run.json (the only writer), atomically: a reader never sees half a file."""
+    path = out_dir / RUN_FILE
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(path, record.to_dict())
+    return path
+
+
+def read(out_dir: Path) -> Optional[RunRecord]:
+    """The folder's run.json, or None when it has none (or an unreadable one)."""
+    try:
+        data = json.loads((out_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return _build(RunRecord, data)
+
+
+def write_json(path: Path, data: Any) -> None:
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    staging.replace(path)
+
+
+# --------------------------------------------------------------------------- the run folder
+
+
+def check_output_dir(out_dir: Path, overwrite: bool) -> None:
+    """Refuse a folder that already holds another run's files, unless told to overwrite."""
+    if not out_dir.exists():
+        return
+    existing = sorted(p.name for p in out_dir.iterdir() if p.name not in OWN_FILES)
+    if existing and not overwrite:
+        raise ConfigError(
+            f"output_dir={out_dir} already holds a run ({', '.join(existing[:5])}). "
+            "Choose another output_dir, or set overwrite=true to write into it.",
+            key="output_dir",
+            fix={"overwrite": "true"},
+        )
+
+
+def remove_if_empty(folder: Path) -> None:
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def git_state(directory: Path) -> dict[str, Any]:
+    """Commit and dirty flag of the git repository holding `directory` (None outside git)."""
+    import subprocess
+
+    def git(*args: str) -> Optional[str]:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(directory), *args], capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"directory": str(directory), "commit": None, "dirty": None}
+    return {"directory": str(directory), "commit": commit, "dirty": bool(git("status", "--porcelain"))}
+
+
+def package_versions() -> dict[str, Optional[str]]:
+    import platform
+    from importlib import metadata
+
+    versions: dict[str, Optional[str]] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+# --------------------------------------------------------------------------- the end summary
+
+
+def _fmt(value: Optional[float], spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def summary(run: RunRecord) -> str:
+    """A one-screen summary of a finished run."""
+    assert run.model is not None and run.accelerator is not None and run.parameters is not None
+    accel = run.accelerator
+    accel_line = (
+        accel.used if accel.requested == accel.used else f"{accel.used} (requested {accel.requested}: {accel.reason})"
+    )
+    params, loss = run.parameters, run.loss
+    lines = [
+        f"model        {run.model.name} ({run.model.type}, {run.model.dtype}, quant {run.quant})",
+        f"training     {run.trainer} with {run.peft}; {params.trainable:,} of {params.total:,} "
+        f"parameters trainable ({100 * params.trainable / max(params.total, 1):.2f}%)",
+        f"accelerator  {accel_line}",
+        f"data         {run.data['train_examples']:,} examples ({run.data['format']}) from "
+        f"{', '.join(run.data['sources'])}",
+        f"loss         {_fmt(loss.train_first)} -> {_fmt(loss.train_last)} over {run.steps} steps"
+        + (f" (eval {_fmt(loss.eval)})" if loss.eval is not None else ""),
+        f"speed        {_fmt(run.tokens_per_second, ',.0f')} tokens/s; {run.wall_seconds:.1f} s wall"
+        + (f"; peak GPU memory {run.peak_gpu_memory_gib:.2f} GiB" if run.peak_gpu_memory_gib else ""),
+        f"output       {run.output_dir}",
+    ]
+    rule = "-" * min(max(len(line) for line in lines), 100)
+    return "\n".join([rule, f"aitraining: {run.status.value}", rule, *lines, rule])

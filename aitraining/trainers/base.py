@@ -1,0 +1,145 @@
+"""What every trainer kind shares: the common fields of `trainer=` and the shape of a registry record.
+
+Nothing here imports torch or TRL: records name TRL's classes and the heavy functions by import
+path (`module:attribute`), resolved only when a run builds its trainer.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import MISSING
+
+from aitraining.choices import DataFormat, TrainerKind
+from aitraining.errors import closest, require
+
+if TYPE_CHECKING:
+    from aitraining.config import Config
+
+# Keys of TRL's configs (TrainingArguments) that aitraining sets from its own fields, for every kind;
+# trainer.args may not set them. A record adds the keys its own fields set (`owns`).
+COMMON_OWNED = {
+    "output_dir": "output_dir",
+    "learning_rate": "trainer.learning_rate",
+    "num_train_epochs": "trainer.epochs",
+    "max_steps": "trainer.max_steps",
+    "per_device_train_batch_size": "trainer.batch_size",
+    "gradient_accumulation_steps": "trainer.gradient_accumulation",
+    "gradient_checkpointing": "trainer.gradient_checkpointing",
+    "logging_steps": "trainer.logging_steps",
+    "seed": "seed",
+    "max_length": "model.max_seq_length",
+}
+
+
+@dataclass
+class TrainerConfig:
+    """`trainer=`: the fields every trainer kind has. Each kind's schema (its record's `schema`)
+    extends this with its own; its option file in conf/trainer/ holds only what differs."""
+
+    kind: TrainerKind = MISSING
+    """Set by the option file's schema (trainer=sft|dpo|...); choose a trainer with trainer=NAME."""
+    learning_rate: float = 2e-4
+    epochs: float = 1.0
+    """Passes over the training set; ignored when max_steps > 0."""
+    max_steps: int = -1
+    """Optimizer steps to run; -1 means run `epochs` epochs."""
+    batch_size: int = 4
+    """Examples per device per forward pass."""
+    gradient_accumulation: int = 1
+    """Forward passes per optimizer step (effective batch = batch_size x this)."""
+    gradient_checkpointing: bool = True
+    """Recompute activations in the backward pass: less memory, about 20-30% slower."""
+    logging_steps: int = 10
+    """Log loss every N optimizer steps."""
+    args: dict[str, Any] = field(default_factory=dict)
+    """Passed through to TRL's config for this trainer (its record's `trl_config`)."""
+
+    def __post_init__(self) -> None:
+        require(self.learning_rate > 0, "trainer.learning_rate",
+                f"trainer.learning_rate must be > 0 (got {self.learning_rate}).")  # fmt: skip
+        require(self.epochs > 0, "trainer.epochs", f"trainer.epochs must be > 0 (got {self.epochs}).")
+        require(
+            self.max_steps == -1 or self.max_steps > 0,
+            "trainer.max_steps",
+            f"trainer.max_steps must be -1 (use epochs) or > 0 (got {self.max_steps}).",
+        )
+        require(self.batch_size >= 1, "trainer.batch_size", f"trainer.batch_size must be >= 1 (got {self.batch_size}).")
+        require(
+            self.gradient_accumulation >= 1,
+            "trainer.gradient_accumulation",
+            f"trainer.gradient_accumulation must be >= 1 (got {self.gradient_accumulation}).",
+        )
+        require(self.logging_steps >= 1, "trainer.logging_steps",
+                f"trainer.logging_steps must be >= 1 (got {self.logging_steps}).")  # fmt: skip
+        from aitraining.trainers.registry import TRAINERS  # the records name this class's subclasses
+
+        record = TRAINERS[self.kind]
+        if not require(
+            type(self) is record.schema,
+            "trainer.kind",
+            f"trainer.kind={self.kind.value} does not match the trainer's fields ({type(self).__name__}): "
+            f"choose a trainer with trainer={self.kind.value}, not trainer.kind.",
+        ):
+            return
+        record.check_args(self.args)
+
+
+@dataclass(frozen=True)
+class TrainerSpec:
+    """One trainer kind: everything that differs between kinds, in one record."""
+
+    kind: TrainerKind
+    schema: type[TrainerConfig]
+    """Its fields: conf/trainer/<kind>.yaml composes onto this dataclass."""
+    summary: str
+    """One line for the README's trainer table and errors."""
+    trl_config: str
+    """TRL's config class, `module:Class` (its fields are checked from trainers/trl_fields.json)."""
+    trl_trainer: str
+    """TRL's trainer class, `module:Class`."""
+    data_formats: frozenset[DataFormat]
+    """The data shapes it trains on (after conversion, see aitraining/data)."""
+    data_needs: str
+    """What that data looks like, for the error when the data is something else."""
+    prepare: str
+    """`module:function` that makes the data ready before the model loads: (examples, tokenizer,
+    cfg, template) -> Prepared."""
+    unsloth: bool
+    """Whether Unsloth applies (the product's rule: sft and default only)."""
+    config_args: Callable[[Config], dict[str, Any]] = lambda cfg: {}
+    """TRL config keyword arguments its own fields set (beyond the common ones)."""
+    owns: Mapping[str, str] = field(default_factory=dict)
+    """TRL config keys its fields set -> the aitraining key to set instead (refused in trainer.args)."""
+    trainer_kwargs: str | None = None
+    """`module:function` (cfg, loaded) -> extra keyword arguments for TRL's trainer (e.g. a reference model)."""
+
+    def check_args(self, args: Mapping[str, Any]) -> None:
+        """`trainer.args`: each key a field of TRL's config for this kind, none that aitraining sets."""
+        if not args:
+            return
+        from aitraining.trainers.registry import trl_fields
+
+        owned = {**COMMON_OWNED, **self.owns}
+        fields = trl_fields(self.trl_config)
+        config_name = self.trl_config.rsplit(":", 1)[-1]
+        for key in args:
+            key_path = f"trainer.args.{key}"
+            if key in owned:
+                require(False, key_path, f"trainer.args.{key} is set by aitraining: set {owned[key]} instead.")
+            else:
+                require(
+                    key in fields,
+                    key_path,
+                    f"trainer.args.{key} is not a field of TRL's {config_name}/TrainingArguments."
+                    + closest(key, fields),
+                )
+
+
+def load(path: str) -> Any:
+    """`module:attribute` -> the attribute (imports the module: heavy ones only when a run needs them)."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
