@@ -102,10 +102,10 @@ def test_extra_sharegpt_roles_are_mapped_when_configured(tokenizer, tmp_path):
              {"from": "gpt", "value": "Sunny."}]  # fmt: skip
     path = tmp_path / "s.json"
     path.write_text(json.dumps([{"conversations": convo}]))
-    with pytest.raises(DataError, match="role 'observation', outside the ShareGPT mapping"):
-        load_examples(DataConfig(path=str(path)))
-    examples = load_examples(DataConfig(path=str(path), sharegpt_roles={"observation": "tool"}))
-    assert examples.train[0]["messages"][1] == {"role": "tool", "content": "sunny"}
+    with pytest.raises(DataError, match="record 1: turn 2 is a tool result without a call"):
+        load_examples(DataConfig(path=str(path)))  # observation is ShareGPT's tool result
+    examples = load_examples(DataConfig(path=str(path), sharegpt_roles={"observation": "user"}))
+    assert examples.train[0]["messages"][1] == {"role": "user", "content": "sunny"}
 
 
 @pytest.mark.parametrize(
