@@ -8,24 +8,12 @@ import logging
 
 import pytest
 
-from aitraining import chat_templates, tiny
+from aitraining import chat_templates
 from aitraining.config import Config, DataConfig, DataFormat, ModelConfig
 from aitraining.data import Examples, load_examples
 from aitraining.data.encode import IGNORE, prepare
 from aitraining.errors import DataError
 from aitraining.trainers.sft import SFTTrainerConfig
-
-
-@pytest.fixture(scope="module")
-def tokenizer_path(cache_dir):
-    return tiny.ensure_tiny("tiny:llama")
-
-
-@pytest.fixture
-def tokenizer(tokenizer_path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tokenizer_path)
 
 
 def config(chat_template=None, response_only=True, max_len=2048, use_sharegpt_mapping=False) -> Config:
