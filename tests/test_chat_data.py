@@ -149,6 +149,8 @@ def test_dataset_tools_file_for_records_without_their_own(tmp_path):
     assert rows[1]["tools"] == own  # the record's own (a JSON string) wins
     with pytest.raises(ConfigError, match=r"data.tools=.*missing.json: no such file"):
         examples(path, tools=str(tmp_path / "missing.json"))
+    with pytest.raises(ConfigError, match="data.tools is set, but the data is 'text'"):
+        examples(TEST_DATA / "c4_demo.jsonl", tools=str(tools))
 
 
 # --------------------------------------------------------------------------- tool calls: ShareGPT (Glaive)

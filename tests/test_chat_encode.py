@@ -215,3 +215,14 @@ def test_a_template_error_names_the_example(tokenizer):
         "test example 2: the chat template cannot render it: Llama 3 makes one tool call per assistant turn; "
         "this turn has 2."
     )
+
+
+def test_loss_weight_on_the_runners_sharegpt_mapping(tokenizer, tmp_path):
+    turns = [{"from": "human", "value": "Name a colour."}, {"from": "gpt", "value": "Bleu.", "loss_weight": 0},
+             {"from": "human", "value": "In English?"}, {"from": "gpt", "value": "Blue."}]  # fmt: skip
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps([{"conversations": turns}]))
+    examples = load_examples(DataConfig(path=str(path), use_sharegpt_mapping=True))
+    assert examples.format is DataFormat.sharegpt  # kept as turns, mapped when rendered
+    [(ids, labels)], _ = encode(tokenizer, examples.train, config(use_sharegpt_mapping=True), DataFormat.sharegpt)
+    assert trained_spans(tokenizer, ids, labels) == ["Blue.<|im_end|>"]

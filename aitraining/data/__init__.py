@@ -45,12 +45,13 @@ class Examples:
     @property
     def uses_tools(self) -> bool:
         """Some conversation offers tools or holds tool calls: the chat template must render them."""
-        return self.format is DataFormat.messages and any(chat.uses_tools(r) for r in self.train)
+        return self.format is DataFormat.messages and any(chat.uses_tools(r) for r in self.train + (self.valid or []))
 
     @property
     def uses_reasoning(self) -> bool:
         """Some message carries reasoning (reasoning parts or reasoning_content)."""
-        return self.format is DataFormat.messages and any(chat.uses_reasoning(r) for r in self.train)
+        rows = self.train + (self.valid or [])
+        return self.format is DataFormat.messages and any(chat.uses_reasoning(r) for r in rows)
 
 
 @dataclass
@@ -113,6 +114,11 @@ def load_examples(cfg: DataConfig, seed: int = 42) -> Examples:
         fmt = detect_format(columns, cfg)
         log.info("Data format detected: %s, from column(s) %s (the first record has %s).", fmt.value,
                  columns_read(fmt, cfg, columns), sorted(columns))  # fmt: skip
+    if cfg.tools and fmt not in (DataFormat.messages, DataFormat.sharegpt):
+        raise ConfigError(
+            f"data.tools is set, but the data is '{fmt.value}': tools go with chat data (messages or sharegpt).",
+            key="data.tools",
+        )
     if cfg.use_sharegpt_mapping and fmt is not DataFormat.sharegpt:
         raise ConfigError(
             f"data.use_sharegpt_mapping=true needs ShareGPT data; this data is '{fmt.value}'.",

@@ -64,8 +64,14 @@ def _encode_prompt_completion(rows: list[dict], tokenizer, mask: bool) -> tuple[
 
 
 def _sharegpt_to_messages(conversation: list[dict], roles: dict[str, str]) -> list[dict]:
-    weight = ({}, {"loss_weight": 0})
-    return [{"role": roles[t["from"]], "content": t["value"], **weight["loss_weight" in t]} for t in conversation]
+    """The runner's own ShareGPT mapping: from/value turns as role/content messages (loss weights kept)."""
+    messages = []
+    for turn in conversation:
+        message = {"role": roles[turn["from"]], "content": turn["value"]}
+        if "loss_weight" in turn:
+            message["loss_weight"] = 0
+        messages.append(message)
+    return messages
 
 
 def _render(tokenizer, conversations: list[list[dict]], tools: Optional[list], spans: bool, source: str):
@@ -249,5 +255,6 @@ def prepare(examples: Examples, tokenizer, cfg: Config, template: Optional[Templ
         # TRL's bfd packing is padding-free: rows are concatenated, position_ids keep examples apart.
         padding_share_with_packing=0.0,
     )
-    valid = to_dataset(*encode_rows(examples.valid, tokenizer)) if examples.valid else None
+    encode_valid = encoder(examples.format, template, cfg, examples.sources[-1])
+    valid = to_dataset(*encode_valid(examples.valid, tokenizer)) if examples.valid else None
     return Prepared(to_dataset(ids, labels), valid, stats)

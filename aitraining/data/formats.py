@@ -156,12 +156,18 @@ def _from_sharegpt(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
     turns = _sharegpt_turns(record, cfg, tool_turns=True)
     system = record.row.get(chat.SYSTEM_COLUMN)
     messages = chat.sharegpt_messages(turns, roles, record.where, system)
-    if cfg.use_sharegpt_mapping:  # kept as they are (load_examples converts data with tool turns instead)
-        kept = [{"from": t["from"], "value": m["content"], **({"loss_weight": 0} if "loss_weight" in m else {})}
-                for t, m in zip(turns, messages[len(messages) - len(turns) :], strict=True)]  # fmt: skip
-        head = [{"from": "system", "value": messages[0]["content"]}] if len(messages) > len(turns) else []
-        return {"conversations": head + kept}
+    if cfg.use_sharegpt_mapping:  # kept as from/value turns (load_examples converts data with tool turns instead)
+        sources = ["system"] * (len(messages) - len(turns)) + [t["from"] for t in turns]  # the system column first
+        return {"conversations": [_sharegpt_turn(source, m) for source, m in zip(sources, messages, strict=True)]}
     return {"messages": messages, **_tools(record, cfg)}
+
+
+def _sharegpt_turn(source: str, message: dict[str, Any]) -> dict[str, Any]:
+    """A checked message back as a ShareGPT turn (its text parts joined, its loss weight kept)."""
+    turn = {"from": source, "value": message["content"]}
+    if "loss_weight" in message:
+        turn["loss_weight"] = 0
+    return turn
 
 
 def _reply(record: Record, key: str, roles: dict[str, str], conversational: bool) -> Any:
