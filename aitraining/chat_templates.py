@@ -5,8 +5,13 @@ fall on assistant turns only (TRL's assistant_only_loss; `return_assistant_token
 follow the official formats of each family; the special tokens must exist in the tokenizer for the
 format to mean anything to the model (base checkpoints of these families have them).
 
-`setup` gives a run's tokenizer its template (the tokenizer's own, a built-in, or a .jinja file);
-Unsloth's ShareGPT mapping is the one other road (aitraining/unsloth_accel.py).
+The built-in `qwen2.5` and `llama3` render tools, tool calls and tool results as Qwen 2.5's and
+Llama 3.1's own templates do (tests compare them with the originals TRL ships).
+
+`setup` gives a run's tokenizer its template (the tokenizer's own, TRL's training variant of it when
+it lacks the marks, a built-in, or a .jinja file); Unsloth's ShareGPT mapping is the one other road
+(aitraining/unsloth_accel.py). `require_tool_support` / `require_reasoning_support`: the data's
+needs against the template, before the model loads.
 """
 
 from __future__ import annotations
@@ -208,7 +213,7 @@ def _training_variant(tokenizer) -> bool:
 
     try:
         training = get_training_chat_template(tokenizer)
-    except ValueError:  # a template TRL has no training variant of
+    except Exception:  # ValueError: a template TRL has no variant of; a template its probes cannot render
         return False
     if training is None:
         return False
