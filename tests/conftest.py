@@ -70,6 +70,22 @@ def run_command(command: list[str], cwd: Path, env: dict[str, str], extra_env: d
     return Result(done.returncode, done.stdout, done.stderr)
 
 
+@pytest.fixture(scope="session")
+def tokenizer_path(cache_dir) -> Path:
+    """The tiny llama's folder (its tokenizer: byte-level BPE, ChatML template with generation marks)."""
+    from aitraining import tiny
+
+    return tiny.ensure_tiny("tiny:llama")
+
+
+@pytest.fixture
+def tokenizer(tokenizer_path):
+    """A fresh copy of the tiny llama's tokenizer (tests may change its chat template)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer_path)
+
+
 def read_run(output_dir: Path) -> dict:
     return json.loads((output_dir / "run.json").read_text())
 

@@ -4,9 +4,12 @@ trainers take (TRL's dataset shapes). Plain Python.
 Shapes handed on:
 - text              -> {"text": str}
 - alpaca, prompt_completion -> {"prompt": str, "completion": str}
-- messages, sharegpt -> {"messages": [{"role", "content"}, ...]}  (rendered by the chat template)
+- messages, sharegpt -> {"messages": [{"role", "content", ...}, ...], "tools": [...]}  (rendered by the
+  chat template; typed content parts, tool calls and loss weights normalized by chat.py; "tools" only
+  when the record, or data.tools, offers some)
 - sharegpt with data.use_sharegpt_mapping=true -> {"conversations": [{"from", "value"}, ...]}, kept as
-  they are (roles checked against the mapping) and rendered through a role/content mapping.
+  they are (roles checked against the mapping) and rendered through a role/content mapping; data with
+  tool turns is converted to messages instead (a role/content mapping has no tool roles).
 - preference        -> {"prompt", "chosen", "rejected"} (strings, or message lists for chat pairs)
 """
 
@@ -17,12 +20,13 @@ from typing import Any, Optional
 
 from aitraining.choices import DataFormat
 from aitraining.config.data import DataConfig
+from aitraining.data import chat
 from aitraining.data.read import Record
 from aitraining.errors import DataError
 
 log = logging.getLogger(__name__)
 
-SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
+SHAREGPT_ROLES = chat.SHAREGPT_ROLES
 
 ALPACA_PROMPT = "### Instruction:\n{instruction}\n\n### Response:\n"
 ALPACA_PROMPT_WITH_INPUT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
@@ -57,6 +61,20 @@ def _required_columns(fmt: DataFormat, cfg: DataConfig) -> list[str]:
         DataFormat.prompt_completion: ["prompt", "completion"],
         DataFormat.preference: ["chosen", "rejected"],
     }[fmt]
+
+
+def _optional_columns(fmt: DataFormat, cfg: DataConfig) -> list[str]:
+    """Columns a format reads when a record has them (for the detection log line)."""
+    return {
+        DataFormat.alpaca: ["input", "system"],
+        DataFormat.messages: [chat.TOOLS_COLUMN],
+        DataFormat.sharegpt: [chat.SYSTEM_COLUMN, chat.TOOLS_COLUMN],
+    }.get(fmt, [])
+
+
+def columns_read(fmt: DataFormat, cfg: DataConfig, columns: set[str]) -> list[str]:
+    """The columns of `columns` that format `fmt` reads."""
+    return [c for c in (*_required_columns(fmt, cfg), *_optional_columns(fmt, cfg)) if c in columns]
 
 
 def _string(record: Record, key: str) -> str:
@@ -98,42 +116,58 @@ def _turns(record: Record, key: str) -> list[Any]:
     return turns
 
 
+def _tools(record: Record, cfg: DataConfig) -> dict[str, Any]:
+    """{"tools": [...]} from the record's tools column, else from data.tools; {} when none."""
+    tools = chat.tools_list(record.row.get(chat.TOOLS_COLUMN), record.where)
+    if tools is None and cfg.tools:
+        tools = chat.dataset_tools(cfg.tools)
+    return {"tools": tools} if tools else {}
+
+
 def _from_messages(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
     turns = _turns(record, cfg.messages_column)
     if not turns:
         raise DataError(f"{record.where}: '{cfg.messages_column}' is an empty conversation.")
-    messages = []
-    for number, turn in enumerate(turns, start=1):
-        if not isinstance(turn, dict) or not {"role", "content"} <= turn.keys():
-            raise DataError(f"{record.where}: turn {number} must be an object with 'role' and 'content'.")
-        messages.append({"role": turn["role"], "content": turn["content"]})
-    return {"messages": messages}
+    return {"messages": chat.openai_messages(turns, record.where, cfg.messages_column), **_tools(record, cfg)}
 
 
-def _sharegpt_turns(record: Record, cfg: DataConfig) -> list[dict[str, Any]]:
-    """The conversation's turns, each checked to have from/value and a role inside the mapping."""
+def _sharegpt_turns(record: Record, cfg: DataConfig, tool_turns: bool = False) -> list[dict[str, Any]]:
+    """The conversation's turns, each checked to have from/value and a role inside the mapping
+    (with `tool_turns`, ShareGPT's function_call / observation turns too)."""
     turns = _turns(record, "conversations")
     if not turns:
         raise DataError(f"{record.where}: 'conversations' is an empty conversation.")
     roles = {**SHAREGPT_ROLES, **cfg.sharegpt_roles}
+    allowed = chat.sharegpt_roles_allowed(roles) if tool_turns else list(roles)
     for number, turn in enumerate(turns, start=1):
         if not isinstance(turn, dict) or not {"from", "value"} <= turn.keys():
             raise DataError(f"{record.where}: turn {number} must be an object with 'from' and 'value'.")
-        if turn["from"] not in roles:
+        if turn["from"] not in allowed:
             raise DataError(
                 f"{record.where}: turn {number} has role '{turn['from']}', outside the ShareGPT mapping "
-                f"({', '.join(roles)}). Map it with data.sharegpt_roles, e.g. "
-                f"'+data.sharegpt_roles={{{turn['from']}:tool}}'."
+                f"({', '.join(allowed)}). Map it with data.sharegpt_roles, e.g. "
+                f"'+data.sharegpt_roles={{{turn['from']}:user}}'."
             )
     return turns
 
 
 def _from_sharegpt(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
     roles = {**SHAREGPT_ROLES, **cfg.sharegpt_roles}
-    turns = _sharegpt_turns(record, cfg)
-    if cfg.use_sharegpt_mapping:
-        return {"conversations": [{"from": t["from"], "value": t["value"]} for t in turns]}
-    return {"messages": [{"role": roles[t["from"]], "content": t["value"]} for t in turns]}
+    turns = _sharegpt_turns(record, cfg, tool_turns=True)
+    system = record.row.get(chat.SYSTEM_COLUMN)
+    messages = chat.sharegpt_messages(turns, roles, record.where, system)
+    if cfg.use_sharegpt_mapping:  # kept as from/value turns (load_examples converts data with tool turns instead)
+        sources = ["system"] * (len(messages) - len(turns)) + [t["from"] for t in turns]  # the system column first
+        return {"conversations": [_sharegpt_turn(source, m) for source, m in zip(sources, messages, strict=True)]}
+    return {"messages": messages, **_tools(record, cfg)}
+
+
+def _sharegpt_turn(source: str, message: dict[str, Any]) -> dict[str, Any]:
+    """A checked message back as a ShareGPT turn (its text parts joined, its loss weight kept)."""
+    turn = {"from": source, "value": message["content"]}
+    if "loss_weight" in message:
+        turn["loss_weight"] = 0
+    return turn
 
 
 def _reply(record: Record, key: str, roles: dict[str, str], conversational: bool) -> Any:
