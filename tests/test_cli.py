@@ -80,7 +80,7 @@ def test_llm_help_lists_every_flag_and_its_key(console):
     out = console("llm", "--help").stdout
     for option in OPTIONS:
         assert option.flag in out
-    assert "--print-config" in out and "--config" in out and "{default,dpo,orpo,sft}" in out
+    assert "--print-config" in out and "--config" in out and "{default,dpo,grpo,kto,orpo,reward,sft,simpo}" in out
 
 
 def test_readme_flag_table_is_generated_from_the_declaration():
@@ -239,7 +239,8 @@ def test_config_file_with_flags_winning_and_overrides_after_the_separator(consol
     [
         (["--lora-rank", "8"], ["unknown flag --lora-rank", "Did you mean '--lora-r'?"]),
         (["--data_pth", "x"], ["unknown flag --data-pth", "Did you mean '--data-path'?"]),
-        (["--trainer", "ppo"], ["--trainer: invalid choice 'ppo'", "Allowed: default, dpo, orpo, sft"]),
+        (["--trainer", "ppo"], ["--trainer: 'ppo': TRL no longer ships a PPO trainer", "Use --trainer grpo."]),
+        (["--trainer", "sftt"], ["--trainer: invalid choice 'sftt'", "Allowed: default, dpo, grpo, kto, orpo"]),
         (["--quantization", "int3"], ["--quantization: invalid choice 'int3'", "int4, int8, none"]),
         (["--lr", "fast"], ["--lr: invalid float value: 'fast'"]),
         (["--peft", "--lora-r", "0"], ["--lora-r 0: peft.r must be >= 1 (got 0)"]),
@@ -325,7 +326,11 @@ def test_params_defaults_are_what_the_run_uses():
         ({"lora_rank": 8}, "LLMTrainingParams has no field 'lora_rank'. Did you mean 'lora_r'?"),
         ({"peft": True, "lora_r": 0}, "lora_r=0: peft.r must be >= 1 (got 0)."),
         ({"quantization": "int4"}, "quantization='int4': quant=int4 needs peft=lora"),
-        ({"trainer": "ppo"}, "trainer: invalid choice 'ppo'. Did you mean 'dpo'? Allowed: default, dpo, orpo, sft."),
+        ({"trainer": "ppo"}, "trainer: 'ppo': TRL no longer ships a PPO trainer"),
+        (
+            {"trainer": "rlhf"},
+            "trainer: invalid choice 'rlhf'. Allowed: default, dpo, grpo, kto, orpo, reward, sft, simpo.",
+        ),
         ({"lr": "fast"}, "lr: invalid float value: 'fast'."),
         ({"project_name": "a/b"}, "project_name='a/b': project_name 'a/b' must be a folder name"),
     ],
