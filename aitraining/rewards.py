@@ -198,7 +198,7 @@ def check(entries: Sequence[str]) -> bool:
 
 
 def _where_failed(exc: BaseException, path: Path) -> str:
-    """` (line N)` of the user's file where the exception was raised, when the traceback passes through it."""
+    """` line N` of the user's file where the exception was raised, when the traceback passes through it."""
     line = None
     tb = exc.__traceback__
     while tb is not None:

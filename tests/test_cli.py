@@ -486,3 +486,14 @@ def test_page_example_runs_the_same_through_cli_api_and_module(example, console,
 def test_a_command_is_required_and_a_wrong_one_is_named(console):
     one_error(console("--lora-r", "3"), "a command is required", "Commands: llm")
     one_error(console("lm", "--train"), "unknown command 'lm'. Did you mean 'llm'?")
+
+
+def test_trainer_takes_the_new_names_the_existing_tool_shares(console):
+    """--trainer reward and grpo (the existing tool's names), and kto, simpo, compose as trainer=NAME; a
+    trainer's own settings go after `--`."""
+    for name in ("reward", "grpo", "kto", "simpo"):
+        extra = ["--", "trainer.num_generations=2"] if name == "grpo" else []
+        cfg = printed_config(console("llm", "--train", "--model", "tiny:llama", "--trainer", name, "--print-config",
+                                     *extra))  # fmt: skip
+        assert cfg["trainer"]["kind"] == name
+        assert name != "grpo" or cfg["trainer"]["num_generations"] == 2
