@@ -178,7 +178,7 @@ def _composition_error(exc: Exception) -> ConfigError:
         if owners and this and this[0] not in owners:
             return ConfigError(f"{key} applies to trainer={', '.join(owners)} only, not to trainer={this[0]}.", key=key)
     if cause is not exc and key and getattr(cause, "msg", None):  # OmegaConf's own words about one key
-        return ConfigError(f"{key}: {str(cause.msg).splitlines()[0]}.", key=key)
+        return ConfigError(f"{key}: {str(cause.msg).splitlines()[0].rstrip('.')}.", key=key)
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return ConfigError(" ".join(lines[:12]), key=key)
 

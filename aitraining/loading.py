@@ -124,6 +124,11 @@ def load_standard(cfg: Config, path: str, model_type: str) -> Loaded:
     )
     if cfg.peft.kind is PeftKind.none:
         return Loaded(model, None, dtype_name(dtype), None)
+    if head and cfg.quant.kind is not Quant.none and hasattr(model, "score"):
+        # TRL keeps a quantized model's trainable weights in bfloat16 (QLoRA), the score head included;
+        # LoRA layers cast their input to match, a plain Linear head does not. Its copy in the adapter
+        # (modules_to_save) is a deep copy, so it keeps this hook.
+        model.score.register_forward_pre_hook(lambda module, args: (args[0].to(module.weight.dtype), *args[1:]))
     targets = resolve_target_modules(list(cfg.peft.target_modules), module_names(model), model_type)
     adapters.check_modules("peft.modules_to_save", list(cfg.peft.modules_to_save), module_names(model))
     return Loaded(model, lora_config(cfg, targets), dtype_name(dtype), targets)

@@ -98,6 +98,10 @@ def test_kto_fields_are_checked():
         compose(["trainer=kto", "trainer.desirable_weight=0"])
     with pytest.raises(ConfigError, match="trainer=kto needs trainer.batch_size >= 2"):
         compose(["trainer=kto", "trainer.batch_size=1"])
+    with pytest.raises(
+        ConfigError, match=r"^trainer.loss_type: Invalid value 'ipo', expected one of \[kto, apo_zero_unpaired\]\.$"
+    ):
+        compose(["trainer=kto", "trainer.loss_type=ipo"])  # loss_type is DPO's too, with other values
     cfg = compose(["trainer=kto", "trainer.batch_size=1", "trainer.loss_type=apo_zero_unpaired"])
     assert cfg.trainer.loss_type.value == "apo_zero_unpaired"
 
@@ -122,6 +126,7 @@ def test_kto_trains_and_warns_about_the_balance(cli, tmp_path):
     assert result.returncode == 0, result.output[-3000:]
     ours = [line for line in result.stderr.splitlines() if line.startswith("WARNING: KTO balance")]
     assert len(ours) == 1 and "trainer.desirable_weight in [3.00, 4.00]" in ours[0]
+    assert "different amounts of desirable" not in result.stderr  # TRL's own words for it: said once is enough
     run = read_run(out)
     assert run["trainer"] == "kto" and run["data"]["format"] == "unpaired"
     assert (run["data"]["desirable"], run["data"]["undesirable"]) == (16, 48)

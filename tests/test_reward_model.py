@@ -59,3 +59,16 @@ def test_reward_model_learns_the_pairs_and_loads_as_a_classifier(cli, tmp_path):
     assert score(" thank you") > score(" green rock")
     untrained = AutoModelForSequenceClassification.from_pretrained(run["model"]["path"], num_labels=1)
     assert not torch.equal(untrained.score.weight, model.base_model.model.score.modules_to_save["default"].weight)
+
+
+@pytest.mark.slow
+def test_quantized_reward_model(cli, tmp_path):
+    """QLoRA: TRL keeps the trainable weights (the score head too) in bfloat16 over 4-bit float32 layers."""
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in learnable_pairs(16)))
+    out = tmp_path / "rm4"
+    result = cli("experiment=quickstart", "trainer=reward", f"data.path={path}", "data.format=auto", "quant=int4",
+                 "trainer.max_steps=2", f"output_dir={out}")  # fmt: skip
+    assert result.returncode == 0, result.output[-3000:]
+    run = read_run(out)
+    assert run["quant"] == "int4" and run["results"]["eval_accuracy"] is not None

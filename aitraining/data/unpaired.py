@@ -70,6 +70,14 @@ def balance_warning(
     )
 
 
+class _TRLBalanceWarning(logging.Filter):
+    """Drops TRL's own KTO balance warning: `balance_warning` says the same in aitraining's keys (and
+    whenever TRL would: TRL checks only when the counts differ)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "different amounts of desirable/positive and undesirable" not in record.getMessage()
+
+
 def prepare(examples: Examples, tokenizer, cfg: Config, template: Optional[Template]) -> Prepared:
     """The KTO trainer's data (its record's `prepare`): prompt/completion strings with a bool label."""
     from datasets import Dataset
@@ -93,6 +101,7 @@ def prepare(examples: Examples, tokenizer, cfg: Config, template: Optional[Templ
     warning = balance_warning(desirable, undesirable, cfg.trainer.desirable_weight, cfg.trainer.undesirable_weight)
     if warning:
         log.warning(warning)
+    logging.getLogger("trl.trainer.kto_trainer").addFilter(_TRLBalanceWarning())
     if n_cut:
         log.warning(
             "%d of %d examples were cut to trainer.max_prompt_length=%s / max_completion_length=%s tokens.",
