@@ -179,7 +179,7 @@ class Template:
     renders_sharegpt: bool = False  # reads ShareGPT's from/value records as they are (a role mapping)
 
 
-CHAT_FORMATS = (DataFormat.messages, DataFormat.sharegpt, DataFormat.preference)
+CHAT_FORMATS = (DataFormat.messages, DataFormat.sharegpt, DataFormat.preference, DataFormat.unpaired, DataFormat.prompt)
 
 
 def setup(tokenizer, cfg: Config, data_format: DataFormat) -> Optional[Template]:

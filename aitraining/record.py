@@ -93,11 +93,13 @@ class RunRecord:
     model: Optional[ModelRecord] = None
     trainer: Optional[str] = None
     peft: Optional[str] = None
+    lora: Optional[dict[str, Any]] = None  # r, alpha, targets, DoRA, rsLoRA, init, modules_to_save, how it was saved
     quant: Optional[str] = None
     accelerator: Optional[AcceleratorRecord] = None
     data: dict[str, Any] = field(default_factory=dict)  # format, sources, counts; the rest depends on the trainer
     parameters: Optional[ParameterRecord] = None
     loss: LossRecord = field(default_factory=LossRecord)
+    results: dict[str, Any] = field(default_factory=dict)  # what the trainer kind reports beyond the loss
     steps: Optional[int] = None
     tokens: Optional[int] = None
     tokens_per_second: Optional[float] = None
@@ -247,6 +249,19 @@ def _fmt(value: Optional[float], spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _results(results: dict[str, Any]) -> str:
+    """`eval_accuracy 0.7500; rewards {answer_match: 0.2500}`: the numbers of a run's results, one line."""
+
+    def show(value: Any) -> str:
+        if isinstance(value, float):
+            return _fmt(value)
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
+        return str(value)
+
+    return "; ".join(f"{k} {show(v)}" for k, v in results.items() if v is not None and not isinstance(v, list))
+
+
 def summary(run: RunRecord) -> str:
     """A one-screen summary of a finished run."""
     assert run.model is not None and run.accelerator is not None and run.parameters is not None
@@ -264,6 +279,7 @@ def summary(run: RunRecord) -> str:
         f"{', '.join(run.data['sources'])}",
         f"loss         {_fmt(loss.train_first)} -> {_fmt(loss.train_last)} over {run.steps} steps"
         + (f" (eval {_fmt(loss.eval)})" if loss.eval is not None else ""),
+        *([f"results      {_results(run.results)}"] if run.results else []),
         f"speed        {_fmt(run.tokens_per_second, ',.0f')} tokens/s; {run.wall_seconds:.1f} s wall"
         + (f"; peak GPU memory {run.peak_gpu_memory_gib:.2f} GiB" if run.peak_gpu_memory_gib else ""),
         f"output       {run.output_dir}",

@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from aitraining import chat_templates, data, model_info, record, resolver, unsloth_accel
+from aitraining import adapters, chat_templates, data, model_info, record, resolver, unsloth_accel
 from aitraining.choices import Accel
 from aitraining.config import Config
 from aitraining.record import RunRecord, Status
@@ -79,6 +79,7 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     # 6. The TRL trainer the record names (LoRA attached here on the standard path).
     trainer, guard = build.build_trainer(spec, cfg, loaded, tokenizer, prepared.train, prepared.valid, out_dir)
     trainable, total = _parameter_counts(trainer.model)
+    initial_adapter = adapters.save_initial(trainer.model, cfg, out_dir)  # PiSSA/OLoRA: needed to convert it
 
     # 7. Train. A NaN/inf loss or weight stops the run with an error and saves nothing.
     run_record = RunRecord(status=Status.running, output_dir=str(out_dir), started=started,
@@ -95,7 +96,7 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
 
     # 8. Save: adapter (or full model) with its tokenizer, resolved config, metrics, run.json.
     weights_dir = out_dir / ("adapter" if loaded.peft_config is not None or _is_peft(trainer.model) else "model")
-    trainer.model.save_pretrained(weights_dir)
+    adapters.save(trainer.model, weights_dir, initial_adapter)
     tokenizer.save_pretrained(weights_dir)
     resolved = OmegaConf.structured(cfg)
     resolved.output_dir = str(out_dir)
@@ -111,7 +112,8 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         overrides=context.get("overrides", []),
         model=record.ModelRecord(name=cfg.model.name, path=model_path, type=model_type, dtype=loaded.dtype),
         trainer=cfg.trainer.kind.value,
-        peft=f"LoRA r={cfg.peft.r} on {loaded.target_modules}" if weights_dir.name == "adapter" else "full",
+        peft=adapters.describe(cfg, loaded.target_modules) if weights_dir.name == "adapter" else "full",
+        lora=adapters.record(cfg, loaded.target_modules, trainer.model) if weights_dir.name == "adapter" else None,
         quant=cfg.quant.kind.value,
         accelerator=record.AcceleratorRecord(**decision.as_dict()),
         data={
@@ -123,6 +125,7 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         },
         parameters=record.ParameterRecord(trainable=trainable, total=total),
         loss=record.LossRecord(stats.train_loss_first, stats.train_loss_last, stats.eval_loss),
+        results=load(spec.results)(cfg, stats.log_history) if spec.results else {},
         steps=stats.steps,
         tokens=stats.tokens,
         tokens_per_second=stats.tokens_per_second,

@@ -80,7 +80,7 @@ def test_llm_help_lists_every_flag_and_its_key(console):
     out = console("llm", "--help").stdout
     for option in OPTIONS:
         assert option.flag in out
-    assert "--print-config" in out and "--config" in out and "{default,dpo,orpo,sft}" in out
+    assert "--print-config" in out and "--config" in out and "{default,dpo,grpo,kto,orpo,reward,sft,simpo}" in out
 
 
 def test_readme_flag_table_is_generated_from_the_declaration():
@@ -239,7 +239,8 @@ def test_config_file_with_flags_winning_and_overrides_after_the_separator(consol
     [
         (["--lora-rank", "8"], ["unknown flag --lora-rank", "Did you mean '--lora-r'?"]),
         (["--data_pth", "x"], ["unknown flag --data-pth", "Did you mean '--data-path'?"]),
-        (["--trainer", "ppo"], ["--trainer: invalid choice 'ppo'", "Allowed: default, dpo, orpo, sft"]),
+        (["--trainer", "ppo"], ["--trainer: 'ppo': TRL no longer ships a PPO trainer", "Use --trainer grpo."]),
+        (["--trainer", "sftt"], ["--trainer: invalid choice 'sftt'", "Allowed: default, dpo, grpo, kto, orpo"]),
         (["--quantization", "int3"], ["--quantization: invalid choice 'int3'", "int4, int8, none"]),
         (["--lr", "fast"], ["--lr: invalid float value: 'fast'"]),
         (["--peft", "--lora-r", "0"], ["--lora-r 0: peft.r must be >= 1 (got 0)"]),
@@ -325,7 +326,11 @@ def test_params_defaults_are_what_the_run_uses():
         ({"lora_rank": 8}, "LLMTrainingParams has no field 'lora_rank'. Did you mean 'lora_r'?"),
         ({"peft": True, "lora_r": 0}, "lora_r=0: peft.r must be >= 1 (got 0)."),
         ({"quantization": "int4"}, "quantization='int4': quant=int4 needs peft=lora"),
-        ({"trainer": "ppo"}, "trainer: invalid choice 'ppo'. Did you mean 'dpo'? Allowed: default, dpo, orpo, sft."),
+        ({"trainer": "ppo"}, "trainer: 'ppo': TRL no longer ships a PPO trainer"),
+        (
+            {"trainer": "rlhf"},
+            "trainer: invalid choice 'rlhf'. Allowed: default, dpo, grpo, kto, orpo, reward, sft, simpo.",
+        ),
         ({"lr": "fast"}, "lr: invalid float value: 'fast'."),
         ({"project_name": "a/b"}, "project_name='a/b': project_name 'a/b' must be a folder name"),
     ],
@@ -481,3 +486,14 @@ def test_page_example_runs_the_same_through_cli_api_and_module(example, console,
 def test_a_command_is_required_and_a_wrong_one_is_named(console):
     one_error(console("--lora-r", "3"), "a command is required", "Commands: llm")
     one_error(console("lm", "--train"), "unknown command 'lm'. Did you mean 'llm'?")
+
+
+def test_trainer_takes_the_new_names_the_existing_tool_shares(console):
+    """--trainer reward and grpo (the existing tool's names), and kto, simpo, compose as trainer=NAME; a
+    trainer's own settings go after `--`."""
+    for name in ("reward", "grpo", "kto", "simpo"):
+        extra = ["--", "trainer.num_generations=2"] if name == "grpo" else []
+        cfg = printed_config(console("llm", "--train", "--model", "tiny:llama", "--trainer", name, "--print-config",
+                                     *extra))  # fmt: skip
+        assert cfg["trainer"]["kind"] == name
+        assert name != "grpo" or cfg["trainer"]["num_generations"] == 2

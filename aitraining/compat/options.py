@@ -128,6 +128,9 @@ class Option:
     unset: str = ""
     """What applies when a None default is not given (the README's default column)."""
     choices: Optional[Callable[[], tuple[str, ...]]] = None
+    refused: Optional[Callable[[str], Optional[tuple[str, str]]]] = None
+    """value -> (why, the value to use instead) for a value the existing tool had and aitraining refuses
+    on purpose (its --trainer ppo), else None."""
     nullable: bool = False
     """None (YAML null, Python None) is allowed and means what `to_overrides(None)` says."""
     list_ok: bool = False
@@ -155,6 +158,12 @@ def _quants() -> tuple[str, ...]:
     return tuple(group_options("quant"))
 
 
+def _retired_trainer(value: str) -> Optional[tuple[str, str]]:
+    from aitraining.trainers.registry import RETIRED
+
+    return RETIRED.get(value)
+
+
 # fmt: off
 OPTIONS: tuple[Option, ...] = (
     Option("model", str, ("model.name",), "base model: hub id, local folder or tiny:<type>", _set("model.name"),
@@ -166,8 +175,9 @@ OPTIONS: tuple[Option, ...] = (
            unset="a fresh outputs/aitraining/<time>", metavar="NAME"),
     Option("overwrite", bool, ("overwrite",), "allow writing into a non-empty ./NAME", _set("overwrite"),
            default=False),
-    Option("trainer", str, ("trainer",), "trainer (the options in conf/trainer/)", lambda v, cwd: [f"trainer={v}"],
-           default="default", existing_default=True, choices=_trainers),
+    Option("trainer", str, ("trainer",), "trainer (the options in conf/trainer/; ppo is refused: use grpo)",
+           lambda v, cwd: [f"trainer={v}"],
+           default="default", existing_default=True, choices=_trainers, refused=_retired_trainer),
     Option("unsloth", bool, ("accel",), "use Unsloth when it can be (else a warning says why)",
            _switch("accel", "unsloth", "none"), default=False),
     Option("peft", bool, ("peft",), "train LoRA adapters (without it: full fine-tuning)",
@@ -276,6 +286,11 @@ def coerce(option: Option, value: Any, where: str) -> Any:
         return value
     if not isinstance(value, str):
         raise ParamsError(f"{where}: expected a string (got {value!r}).")
+    refusal = option.refused(value) if option.refused is not None else None
+    if refusal is not None:
+        why, instead = refusal
+        use = f"{option.flag} {instead}" if where == option.flag else f"{option.name}={instead!r}"
+        raise ParamsError(f"{where}: {value!r}: {why} Use {use}.")
     if option.choices is not None and value not in option.choices():
         allowed = ", ".join(option.choices())
         raise ParamsError(f"{where}: invalid choice {value!r}.{closest(value, option.choices())} Allowed: {allowed}.")

@@ -20,7 +20,7 @@ from aitraining.choices import Accel, Bnb4bitType, DataFormat, DType, PeftKind, 
 from aitraining.config.accel import AccelConfig
 from aitraining.config.data import DataConfig
 from aitraining.config.model import ModelConfig
-from aitraining.config.peft import SEVEN_PROJECTIONS, PeftConfig, QuantConfig
+from aitraining.config.peft import FULL_PRECISION_INITS, SEVEN_PROJECTIONS, PeftConfig, QuantConfig
 from aitraining.errors import require
 from aitraining.trainers.base import TrainerConfig
 
@@ -79,6 +79,18 @@ class Config:
             "quant",
             f"quant={self.quant.kind.value} needs peft=lora: quantized weights cannot be fully fine-tuned.",
             fix={"peft": "lora"},
+        )
+        init = self.peft.init_lora_weights
+        require(
+            self.quant.kind is Quant.none or self.peft.kind is PeftKind.none or init not in FULL_PRECISION_INITS,
+            "peft.init_lora_weights",
+            f"peft.init_lora_weights={init.value} needs full-precision base weights (quant={self.quant.kind.value}): "
+            "PEFT computes it from the unquantized weights. Use quant=none, or init_lora_weights=default or gaussian.",
+        )
+        require(
+            not (self.model.liger_kernel and self.accel.kind is Accel.unsloth),
+            "model.liger_kernel",
+            "model.liger_kernel=true with accel=unsloth: Unsloth brings its own fused kernels. Choose one of them.",
         )
 
 

@@ -4,7 +4,9 @@ all in plain Python before torch is imported or weights load (`load_examples`).
 - read.py: locating and reading the records (files, folders, hub, shipped samples);
 - formats.py: format detection and conversion to the trainers' shapes;
 - encode.py: SFT examples tokenized once with their loss masks (after the tokenizer loads);
-- preference.py: preference pairs rendered and length-limited (after the tokenizer loads).
+- preference.py: preference pairs rendered and length-limited (after the tokenizer loads);
+- unpaired.py: unpaired examples (kto) rendered, length-limited and counted (after the tokenizer loads);
+- prompts.py: prompts (grpo) and the columns passed to reward functions (after the tokenizer loads).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class Examples:
     @property
     def is_chat(self) -> bool:
         """Rendered through a chat template (message lists, ShareGPT, conversational pairs)."""
-        if self.format is DataFormat.preference:
+        if self.format in (DataFormat.preference, DataFormat.unpaired, DataFormat.prompt):
             return bool(self.train) and isinstance(self.train[0]["prompt"], list)
         return self.format in (DataFormat.messages, DataFormat.sharegpt)
 

@@ -11,6 +11,8 @@ Shapes handed on:
   they are (roles checked against the mapping) and rendered through a role/content mapping; data with
   tool turns is converted to messages instead (a role/content mapping has no tool roles).
 - preference        -> {"prompt", "chosen", "rejected"} (strings, or message lists for chat pairs)
+- unpaired          -> {"prompt", "completion", "label": bool} (strings, or message lists for chat examples)
+- prompt            -> {"prompt", **every other column} (prompt: a string or a message list)
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ ALPACA_PROMPT_WITH_INPUT = "### Instruction:\n{instruction}\n\n### Input:\n{inpu
 def detect_format(columns: set[str], cfg: DataConfig) -> DataFormat:
     if {"chosen", "rejected"} <= columns:
         return DataFormat.preference
+    if "label" in columns and ({"prompt", "completion"} <= columns or cfg.messages_column in columns):
+        return DataFormat.unpaired
     if cfg.messages_column in columns:
         return DataFormat.messages
     if "conversations" in columns:
@@ -43,12 +47,16 @@ def detect_format(columns: set[str], cfg: DataConfig) -> DataFormat:
         return DataFormat.alpaca
     if {"prompt", "completion"} <= columns:
         return DataFormat.prompt_completion
+    if "prompt" in columns or "instruction" in columns:
+        return DataFormat.prompt
     if cfg.text_column in columns:
         return DataFormat.text
     raise DataError(
         f"cannot detect the data format from columns {sorted(columns)}. Expected one of: "
         f"'{cfg.text_column}' (text), instruction+output (alpaca), '{cfg.messages_column}' (messages), "
-        "conversations (sharegpt), prompt+completion (prompt_completion); or set data.format and data.text_column."
+        "conversations (sharegpt), prompt+completion (prompt_completion), prompt+completion+label or "
+        f"'{cfg.messages_column}'+label (unpaired), prompt or instruction alone (prompt); or set data.format "
+        "and data.text_column."
     )
 
 
@@ -60,6 +68,8 @@ def _required_columns(fmt: DataFormat, cfg: DataConfig) -> list[str]:
         DataFormat.sharegpt: ["conversations"],
         DataFormat.prompt_completion: ["prompt", "completion"],
         DataFormat.preference: ["chosen", "rejected"],
+        DataFormat.unpaired: ["label"],
+        DataFormat.prompt: [],
     }[fmt]
 
 
@@ -86,17 +96,19 @@ def _string(record: Record, key: str) -> str:
     return value
 
 
+def _alpaca_prompt(record: Record) -> str:
+    extra = _string(record, "input")
+    template = ALPACA_PROMPT_WITH_INPUT if extra.strip() else ALPACA_PROMPT
+    prompt = template.format(instruction=_string(record, "instruction"), input=extra)
+    system = _string(record, "system")
+    return f"{system}\n\n{prompt}" if system.strip() else prompt
+
+
 def _from_alpaca(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
     instruction, output = _string(record, "instruction"), _string(record, "output")
     if not instruction.strip() or not output.strip():
         return None
-    extra = _string(record, "input")
-    template = ALPACA_PROMPT_WITH_INPUT if extra.strip() else ALPACA_PROMPT
-    prompt = template.format(instruction=instruction, input=extra)
-    system = _string(record, "system")
-    if system.strip():
-        prompt = f"{system}\n\n{prompt}"
-    return {"prompt": prompt, "completion": output}
+    return {"prompt": _alpaca_prompt(record), "completion": output}
 
 
 def _from_prompt_completion(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
@@ -204,6 +216,66 @@ def _from_preference(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
+LABELS = {True: True, False: False, "true": True, "false": False, "1": True, "0": False}  # 1 == True, 0 == False
+
+
+def _label(record: Record) -> bool:
+    value = record.row["label"]
+    key = value.strip().lower() if isinstance(value, str) else value
+    if isinstance(key, (bool, int, str)) and key in LABELS:
+        return LABELS[key]
+    raise DataError(
+        f"{record.where}: 'label' must be true (a desirable completion) or false (an undesirable one), got {value!r}."
+    )
+
+
+def _from_unpaired(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
+    """prompt + completion + label, or messages ending with the assistant's reply + label."""
+    label = _label(record)
+    if "completion" in record.row and "prompt" in record.row:
+        prompt, completion = record.row["prompt"], record.row["completion"]
+        if isinstance(prompt, list) and isinstance(completion, str):
+            completion = [{"role": "assistant", "content": completion}]
+        if not (isinstance(prompt, str) and isinstance(completion, str)) and not (
+            isinstance(prompt, list) and isinstance(completion, list)
+        ):
+            raise DataError(
+                f"{record.where}: 'prompt' and 'completion' must both be strings or both lists of messages."
+            )
+        return {"prompt": prompt, "completion": completion, "label": label} if completion else None
+    if cfg.messages_column not in record.row:
+        raise DataError(
+            f"{record.where}: unpaired data needs 'prompt' + 'completion' + 'label', or '{cfg.messages_column}' + "
+            f"'label'; it has {sorted(record.row)}."
+        )
+    messages = _from_messages(record, cfg)
+    assert messages is not None
+    turns = messages["messages"]
+    if turns[-1]["role"] != "assistant" or len(turns) < 2:
+        raise DataError(
+            f"{record.where}: '{cfg.messages_column}' must end with the assistant's reply (the completion the label "
+            f"judges), after at least one other turn; its last turn is '{turns[-1]['role']}'."
+        )
+    return {"prompt": turns[:-1], "completion": turns[-1:], "label": label}
+
+
+def _from_prompt(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
+    """A prompt (the 'prompt' column, or an Alpaca instruction [+ input]) and every other column as it is."""
+    if "prompt" in record.row:
+        prompt = record.row["prompt"]
+        if not isinstance(prompt, (str, list)):
+            raise DataError(f"{record.where}: 'prompt' must be a string or a list of messages.")
+        consumed = {"prompt"}
+    elif "instruction" in record.row:
+        prompt = _alpaca_prompt(record) if _string(record, "instruction").strip() else ""
+        consumed = {"instruction", "input", "system"}
+    else:
+        raise DataError(f"{record.where}: prompt data needs 'prompt' or 'instruction'; it has {sorted(record.row)}.")
+    if not prompt:
+        return None
+    return {"prompt": prompt, **{k: v for k, v in record.row.items() if k not in consumed}}
+
+
 CONVERTERS = {
     DataFormat.text: _from_text,
     DataFormat.alpaca: _from_alpaca,
@@ -211,6 +283,8 @@ CONVERTERS = {
     DataFormat.messages: _from_messages,
     DataFormat.sharegpt: _from_sharegpt,
     DataFormat.preference: _from_preference,
+    DataFormat.unpaired: _from_unpaired,
+    DataFormat.prompt: _from_prompt,
 }
 TRL_FORMAT = {
     DataFormat.text: DataFormat.text,
@@ -219,6 +293,8 @@ TRL_FORMAT = {
     DataFormat.messages: DataFormat.messages,
     DataFormat.sharegpt: DataFormat.messages,
     DataFormat.preference: DataFormat.preference,
+    DataFormat.unpaired: DataFormat.unpaired,
+    DataFormat.prompt: DataFormat.prompt,
 }
 
 

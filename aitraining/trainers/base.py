@@ -32,6 +32,7 @@ COMMON_OWNED = {
     "logging_steps": "trainer.logging_steps",
     "seed": "seed",
     "max_length": "model.max_seq_length",
+    "use_liger_kernel": "model.liger_kernel",
 }
 
 
@@ -116,6 +117,15 @@ class TrainerSpec:
     """TRL config keys its fields set -> the aitraining key to set instead (refused in trainer.args)."""
     trainer_kwargs: str | None = None
     """`module:function` (cfg, loaded) -> extra keyword arguments for TRL's trainer (e.g. a reference model)."""
+    sequence_classification: bool = False
+    """Trains a sequence classifier with one output (a reward model): AutoModelForSequenceClassification,
+    LoRA task SEQ_CLS (its score head trains in full and is saved with the adapter)."""
+    results: str | None = None
+    """`module:function` (cfg, log_history) -> what the run reports beyond the loss (run.json `results`)."""
+    example: str = ""
+    """One example command line (the README's trainer table)."""
+    logs: str = ""
+    """What it logs beyond the loss, in metrics.json (the README's trainer table)."""
 
     def check_args(self, args: Mapping[str, Any]) -> None:
         """`trainer.args`: each key a field of TRL's config for this kind, none that aitraining sets."""

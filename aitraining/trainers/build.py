@@ -20,6 +20,7 @@ from aitraining.config import Config
 from aitraining.errors import TrainingError
 from aitraining.loading import Loaded
 from aitraining.trainers.base import TrainerSpec, load
+from aitraining.trainers.registry import trl_fields
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def common_args(cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any]:
         "seed": cfg.seed,
         "data_seed": cfg.seed,
         "max_length": cfg.model.max_seq_length,
+        "use_liger_kernel": cfg.model.liger_kernel,
         "use_cpu": not torch.cuda.is_available(),
         "bf16": loaded.dtype == "bfloat16",
         "fp16": loaded.dtype == "float16",
@@ -55,8 +57,11 @@ def common_args(cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any]:
 
 
 def trl_args(spec: TrainerSpec, cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any]:
-    """TRL config keyword arguments: the common ones, the record's own, then `trainer.args` on top."""
-    return {**common_args(cfg, loaded, out_dir), **spec.config_args(cfg), **cfg.trainer.args}
+    """TRL config keyword arguments: the common ones its config has (GRPOConfig has no max_length),
+    the record's own, then `trainer.args` on top."""
+    fields = trl_fields(spec.trl_config)
+    common = {k: v for k, v in common_args(cfg, loaded, out_dir).items() if k in fields}
+    return {**common, **spec.config_args(cfg), **cfg.trainer.args}
 
 
 class NonFiniteLossGuard(TrainerCallback):
