@@ -92,3 +92,10 @@ class DataFormat(Enum):
     preference = "preference"  # prompt (or ShareGPT conversations) + chosen / rejected, for dpo/orpo
     unpaired = "unpaired"  # prompt / completion / label, or messages + label: unpaired preference, for kto
     prompt = "prompt"  # prompts only (prompt, or Alpaca instruction [+ input]) + any other columns, for grpo
+
+
+class MixStopping(Enum):
+    """When a weighted mixture (data.mix) ends: datasets.interleave_datasets' stopping_strategy."""
+
+    first_exhausted = "first_exhausted"  # when the first source runs out (no example is seen twice)
+    all_exhausted = "all_exhausted"  # when every source has been seen whole (smaller ones repeat)

@@ -78,6 +78,21 @@ class ParameterRecord:
 
 
 @dataclass
+class SourceRecord:
+    """One data source of a run (run.json's data.sources): a file, a split of a dataset, a mixture's part."""
+
+    path: str
+    role: str = "train"  # or "valid"
+    format: Optional[str] = None  # as read: detected or given
+    weight: Optional[float] = None  # its sampling weight in a mixture (train sources)
+    rows_read: Optional[int] = None  # records read (None: streamed, not counted ahead)
+    examples: Optional[int] = None  # records converted (empty ones dropped)
+    rows_used: Optional[int] = None  # rows of it in the training set (after mixing and any evaluation carve)
+    cache: Optional[str] = None  # hit, miss or off (None: streamed)
+    cache_key: Optional[str] = None
+
+
+@dataclass
 class RunRecord:
     """run.json. A running or failed run fills only what it knew."""
 
@@ -96,7 +111,9 @@ class RunRecord:
     lora: Optional[dict[str, Any]] = None  # r, alpha, targets, DoRA, rsLoRA, init, modules_to_save, how it was saved
     quant: Optional[str] = None
     accelerator: Optional[AcceleratorRecord] = None
-    data: dict[str, Any] = field(default_factory=dict)  # format, sources, counts; the rest depends on the trainer
+    # format, sources (SourceRecord each), train/valid examples, streaming, cache (dir, hits, misses, sizes),
+    # prepare_seconds; the rest depends on the trainer
+    data: dict[str, Any] = field(default_factory=dict)
     parameters: Optional[ParameterRecord] = None
     loss: LossRecord = field(default_factory=LossRecord)
     results: dict[str, Any] = field(default_factory=dict)  # what the trainer kind reports beyond the loss
@@ -262,6 +279,10 @@ def _results(results: dict[str, Any]) -> str:
     return "; ".join(f"{k} {show(v)}" for k, v in results.items() if v is not None and not isinstance(v, list))
 
 
+def _count(value: Optional[int]) -> str:
+    return "streamed" if value is None else f"{value:,}"
+
+
 def summary(run: RunRecord) -> str:
     """A one-screen summary of a finished run."""
     assert run.model is not None and run.accelerator is not None and run.parameters is not None
@@ -275,8 +296,8 @@ def summary(run: RunRecord) -> str:
         f"training     {run.trainer} with {run.peft}; {params.trainable:,} of {params.total:,} "
         f"parameters trainable ({100 * params.trainable / max(params.total, 1):.2f}%)",
         f"accelerator  {accel_line}",
-        f"data         {run.data['train_examples']:,} examples ({run.data['format']}) from "
-        f"{', '.join(run.data['sources'])}",
+        f"data         {_count(run.data.get('train_examples'))} examples ({run.data['format']}) from "
+        f"{', '.join(s['path'] if isinstance(s, dict) else str(s) for s in run.data['sources'])}",
         f"loss         {_fmt(loss.train_first)} -> {_fmt(loss.train_last)} over {run.steps} steps"
         + (f" (eval {_fmt(loss.eval)})" if loss.eval is not None else ""),
         *([f"results      {_results(run.results)}"] if run.results else []),

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from aitraining import adapters, chat_templates, data, model_info, record, resolver, unsloth_accel
 from aitraining.choices import Accel
 from aitraining.config import Config
+from aitraining.errors import DataError
 from aitraining.record import RunRecord, Status
 from aitraining.trainers.base import load
 from aitraining.trainers.registry import TRAINERS
@@ -44,11 +45,11 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     record.check_output_dir(out_dir, cfg.overwrite)
     log.info("Output folder: %s", out_dir)
 
-    # 2. The data: read, format detected or checked, converted, and of a shape the trainer takes.
-    #    Plain Python, no torch yet.
+    # 2. The data: each source located, its format detected or checked, its first rows read, converted
+    #    and of a shape the trainer takes. Plain Python, no torch yet (the rest is read in step 4).
     examples = data.load_examples(cfg.data, cfg.seed)
     data.check_trainer(cfg.trainer.kind, examples)
-    log.info("Data: %d training examples (%s) from %s.", len(examples.train), examples.format.value, examples.sources)
+    log.info("Data: %s from %s%s.", examples.format.value, examples.names, " (streamed)" if examples.streaming else "")
 
     # 3. The accelerator, decided from config.json without weights; the config is rewritten to
     #    what will actually run, with one WARNING when Unsloth cannot be used.
@@ -57,7 +58,8 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     cfg = resolver.apply(cfg, decision)
 
     # 4. Tokenizer and chat template, then the data made ready before the model loads (the record's
-    #    `prepare`: SFT examples tokenized once with their loss masks, preference pairs rendered).
+    #    `prepare`: SFT examples tokenized once with their loss masks, preference pairs rendered), source
+    #    by source into Arrow files (or loaded from the data cache), mixed by weight; streamed: lazily.
     from aitraining import loading  # heavy: transformers, trl, peft (after Unsloth)
     from aitraining.trainers import build
 
@@ -66,9 +68,11 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     template = None
     if examples.is_chat:
         mapped = (
-            unsloth_accel.sharegpt_template(tokenizer, cfg, examples.format) if decision.used is Accel.unsloth else None
+            unsloth_accel.sharegpt_template(tokenizer, cfg, examples.chat_format)
+            if decision.used is Accel.unsloth
+            else None
         )
-        template = mapped or chat_templates.setup(tokenizer, cfg, examples.format)
+        template = mapped or chat_templates.setup(tokenizer, cfg, examples.chat_format)
     prepared = load(spec.prepare)(examples, tokenizer, cfg, template)
 
     # 5. The model (Unsloth's FastLanguageModel, or transformers + bitsandbytes) and its LoRA.
@@ -88,9 +92,11 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     try:
         stats = build.train(trainer, guard, cfg)
     except Exception as exc:
+        if isinstance(exc, DataError):  # a bad row met while streaming: what was trained so far is kept
+            exc = build.keep_progress(trainer, exc)
         run_record.status, run_record.error = Status.failed, str(exc)
         record.write(out_dir, run_record)
-        raise
+        raise exc from None
     finally:
         record.remove_if_empty(out_dir / "checkpoints")
 
@@ -118,9 +124,9 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         accelerator=record.AcceleratorRecord(**decision.as_dict()),
         data={
             "format": examples.format.value,
-            "sources": examples.sources,
-            "train_examples": len(examples.train),
-            "valid_examples": len(examples.valid) if examples.valid else 0,
+            "sources": prepared.sources,
+            "train_examples": None if examples.streaming else len(prepared.train),
+            "valid_examples": None if examples.streaming or prepared.valid is None else len(prepared.valid),
             **prepared.stats,
         },
         parameters=record.ParameterRecord(trainable=trainable, total=total),

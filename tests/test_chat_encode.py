@@ -43,7 +43,7 @@ def trained_spans(tokenizer, ids: list[int], labels: list[int]) -> list[str]:
 def encode(tokenizer, rows, cfg=None, fmt=DataFormat.messages):
     cfg = cfg or config()
     template = chat_templates.setup(tokenizer, cfg, fmt)
-    prepared = prepare(Examples(fmt, rows, None, ["test"]), tokenizer, cfg, template)
+    prepared = prepare(Examples.from_rows(fmt, rows, name="test"), tokenizer, cfg, template)
     return [(r["input_ids"], r["labels"]) for r in prepared.train], prepared
 
 

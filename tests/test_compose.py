@@ -26,8 +26,11 @@ def compose_config(overrides: list[str]) -> Config:
     return compose(overrides)
 
 
-# data=custom has a required path; the others compose as they are.
-EXTRA = {("data", "custom"): ["data.path=some/file.jsonl"]}
+# data=custom has a required path, data=mix required sources; the others compose as they are.
+EXTRA = {
+    ("data", "custom"): ["data.path=some/file.jsonl"],
+    ("data", "mix"): ["data.mix=[{path: some/a.jsonl, weight: 0.7}, {path: some/b.json, weight: 0.3}]"],
+}
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])

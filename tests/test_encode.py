@@ -27,7 +27,7 @@ def config(chat_template=None, response_only=True, max_len=2048, use_sharegpt_ma
 def render(tokenizer, fmt, rows, cfg=None):
     cfg = cfg or config()
     template = chat_templates.setup(tokenizer, cfg, fmt)
-    encoded = prepare(Examples(fmt, rows, None, ["test"]), tokenizer, cfg, template)
+    encoded = prepare(Examples.from_rows(fmt, rows, name="test"), tokenizer, cfg, template)
     ids, labels = encoded.train[0]["input_ids"], encoded.train[0]["labels"]
     trained = [t for t in labels if t != IGNORE]
     return tokenizer.decode(ids), tokenizer.decode(trained), encoded

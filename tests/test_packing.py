@@ -29,7 +29,7 @@ def test_packed_batch_does_not_leak_attention(cache_dir, tmp_path, model_type):
     path = str(tiny.ensure_tiny(cfg.model.name))
     tokenizer = loading.load_tokenizer(cfg, path)
     rows = [{"text": t} for t in ("one two three", "four five six seven eight", "nine", "ten eleven")]
-    encoded = prepare(Examples(DataFormat.text, rows, None, ["test"]), tokenizer, cfg, None)
+    encoded = prepare(Examples.from_rows(DataFormat.text, rows, name="test"), tokenizer, cfg, None)
     loaded = loading.load_model(cfg, path, model_type)
     trainer, _ = build.build_trainer(TRAINERS[TrainerKind.sft], cfg, loaded, tokenizer, encoded.train, None, tmp_path)
     batch = next(iter(trainer.get_train_dataloader()))

@@ -62,7 +62,7 @@ def test_data_shape_is_checked_against_the_record(kind):
     for fmt in DataFormat:
         if fmt is DataFormat.auto:
             continue
-        examples = Examples(fmt, [{}], None, ["data.json"], ["x"])
+        examples = Examples.from_rows(fmt, [{}], name="data.json")
         if fmt in spec.data_formats:
             check_trainer(kind, examples)
         else:

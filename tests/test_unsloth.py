@@ -116,7 +116,7 @@ def test_sharegpt_mapping_unsloth_and_runner_give_the_same_token_ids(cache_dir, 
         )
         examples = load_examples(cfg.data)
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-        mapped = unsloth_accel.sharegpt_template(tokenizer, cfg, examples.format) if unsloth_used else None
+        mapped = unsloth_accel.sharegpt_template(tokenizer, cfg, examples.chat_format) if unsloth_used else None
         template = mapped or chat_templates.setup(tokenizer, cfg, examples.format)
         assert template.renders_sharegpt is unsloth_used
         return prepare(examples, tokenizer, cfg, template).train["input_ids"]

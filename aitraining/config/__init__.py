@@ -88,6 +88,12 @@ class Config:
             "PEFT computes it from the unquantized weights. Use quant=none, or init_lora_weights=default or gaussian.",
         )
         require(
+            not self.data.streaming or self.trainer.max_steps > 0,
+            "trainer.max_steps",
+            "data.streaming=true needs trainer.max_steps (a streamed dataset has no length to count epochs by): "
+            "set trainer.max_steps=N.",
+        )
+        require(
             not (self.model.liger_kernel and self.accel.kind is Accel.unsloth),
             "model.liger_kernel",
             "model.liger_kernel=true with accel=unsloth: Unsloth brings its own fused kernels. Choose one of them.",

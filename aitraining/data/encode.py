@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, Optional
 from aitraining import chat_templates
 from aitraining.chat_templates import Template
 from aitraining.choices import DataFormat
-from aitraining.data import Examples, Prepared
+from aitraining.data import Examples, Prepared, chat
 from aitraining.data.formats import SHAREGPT_ROLES
+from aitraining.data.prepare import Preparer, build
 from aitraining.errors import DataError
 
 if TYPE_CHECKING:
@@ -74,10 +75,10 @@ def _sharegpt_to_messages(conversation: list[dict], roles: dict[str, str]) -> li
     return messages
 
 
-def _render(tokenizer, conversations: list[list[dict]], tools: Optional[list], spans: bool, source: str):
+def _render(tokenizer, conversations: list[list[dict]], tools: Optional[list], spans: bool, wheres: list[str]):
     """The conversations as text through the chat template, with the character spans of each one's
     {% generation %} blocks: transformers' own renderer, as apply_chat_template calls it. A template
-    error names the example (its index among the training examples) and the template."""
+    error names the example (its file and line)."""
     from transformers.utils.chat_template_utils import render_jinja_template
 
     def render(chats):
@@ -97,24 +98,24 @@ def _render(tokenizer, conversations: list[list[dict]], tools: Optional[list], s
                 render([conversation])
             except Exception as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise DataError(f"{source} example {index + 1}: the chat template cannot render it: {first}") from None
+                raise DataError(f"{wheres[index]}: the chat template cannot render it: {first}") from None
         raise
 
 
-def _block_weights(messages: list[dict], blocks: int, source: str, index: int) -> list[bool]:
+def _block_weights(messages: list[dict], blocks: int, where: str) -> list[bool]:
     """Which generation blocks train: one block per assistant message, none of those with loss_weight 0."""
     assistant = [m for m in messages if m["role"] == "assistant"]
     if not any("loss_weight" in m for m in assistant):
         return [True] * blocks
     if blocks != len(assistant):
         raise DataError(
-            f"{source} example {index + 1}: loss_weight needs one {{% generation %}} block per assistant message; the "
+            f"{where}: loss_weight needs one {{% generation %}} block per assistant message; the "
             f"chat template marks {blocks} block(s) for {len(assistant)} assistant message(s)."
         )
     return ["loss_weight" not in m for m in assistant]
 
 
-def _encode_chat(rows: list[dict], tokenizer, mask: bool, source: str = "data") -> tuple[list, list]:
+def _encode_chat(rows: list[dict], tokenizer, mask: bool, wheres: list[str]) -> tuple[list, list]:
     """Chat rows ({"messages", "tools"?}) -> input_ids + labels. apply_chat_template takes one tools
     list per call, so rows render in groups of equal tools; the text is tokenized in one batch and
     the loss falls on the generation blocks (as return_assistant_tokens_mask computes it) of the
@@ -126,7 +127,9 @@ def _encode_chat(rows: list[dict], tokenizer, mask: bool, source: str = "data") 
     spans: list[list[tuple[int, int]]] = [[] for _ in rows]
     for indices in groups.values():
         tools = rows[indices[0]].get("tools")
-        rendered, blocks = _render(tokenizer, [rows[i]["messages"] for i in indices], tools, mask, source)
+        rendered, blocks = _render(
+            tokenizer, [rows[i]["messages"] for i in indices], tools, mask, [wheres[i] for i in indices]
+        )
         for position, index in enumerate(indices):
             texts[index] = rendered[position]
             if mask:
@@ -138,7 +141,7 @@ def _encode_chat(rows: list[dict], tokenizer, mask: bool, source: str = "data") 
     labels = []
     for index, row_ids in enumerate(ids):
         keep = [False] * len(row_ids)
-        weights = _block_weights(rows[index]["messages"], len(spans[index]), source, index)
+        weights = _block_weights(rows[index]["messages"], len(spans[index]), wheres[index])
         for (start, end), trains in zip(spans[index], weights, strict=True):
             if not trains or end <= start:
                 continue
@@ -151,46 +154,47 @@ def _encode_chat(rows: list[dict], tokenizer, mask: bool, source: str = "data") 
     return ids, labels
 
 
-def _weightless(rows: list[dict], reason: str) -> None:
-    """loss_weight 0 cannot be honoured without the assistant mask: say so once, with the count."""
-    count = sum("loss_weight" in m for r in rows for m in r.get("messages", r.get("conversations", ())))
-    if count:
-        log.warning("%d message(s) with loss_weight 0 are trained anyway: %s.", count, reason)
+def weightless(rows: list[dict]) -> int:
+    """Messages with loss_weight 0, which cannot be honoured without the assistant mask."""
+    return sum("loss_weight" in m for r in rows for m in r.get("messages", r.get("conversations", ())))
 
 
-def encoder(data_format: DataFormat, template: Optional[Template], cfg: Config, source: str = "data") -> Callable:
-    """rows, tokenizer -> (input_ids, labels) for this format, mask decided once here."""
+def encoder(data_format: DataFormat, template: Optional[Template], cfg: Config) -> Callable:
+    """rows, tokenizer, wheres -> (input_ids, labels) for this format, mask decided once here."""
     mask = cfg.trainer.response_only_loss
     if data_format is DataFormat.text:
-        return lambda rows, tok: _encode_text(rows, tok, mask)
+        return lambda rows, tok, wheres: _encode_text(rows, tok, mask)
     if data_format is DataFormat.prompt_completion:
-        return lambda rows, tok: _encode_prompt_completion(rows, tok, mask)
+        return lambda rows, tok, wheres: _encode_prompt_completion(rows, tok, mask)
     assert template is not None
     chat_mask = mask and template.masks_assistant
-    if mask and not template.masks_assistant:
-        log.warning(
-            "The chat template (%s) has no {%% generation %%} markers, so the loss covers every token, not only "
-            "assistant turns. For assistant-only loss set model.chat_template to one of %s%s.",
-            template.source,
-            ", ".join(chat_templates.TEMPLATES),
-            " and data.use_sharegpt_mapping=false" if template.renders_sharegpt else "",
-        )
     if data_format is DataFormat.messages:
-        return lambda rows, tok: _encode_chat(rows, tok, chat_mask, source)
+        return lambda rows, tok, wheres: _encode_chat(rows, tok, chat_mask, wheres)
     if template.renders_sharegpt:  # ShareGPT records as they are: the mapped template reads from/value
-        return lambda rows, tok: _encode_chat([{"messages": r["conversations"]} for r in rows], tok, chat_mask, source)
+        return lambda rows, tok, wheres: _encode_chat([{"messages": r["conversations"]} for r in rows], tok, chat_mask,
+                                                      wheres)  # fmt: skip
     roles = {**SHAREGPT_ROLES, **cfg.data.sharegpt_roles}
-    return lambda rows, tok: _encode_chat(
-        [{"messages": _sharegpt_to_messages(r["conversations"], roles)} for r in rows], tok, chat_mask, source
+    return lambda rows, tok, wheres: _encode_chat(
+        [{"messages": _sharegpt_to_messages(r["conversations"], roles)} for r in rows], tok, chat_mask, wheres
+    )
+
+
+def _warn_unmasked(template: Template) -> None:
+    log.warning(
+        "The chat template (%s) has no {%% generation %%} markers, so the loss covers every token, not only "
+        "assistant turns. For assistant-only loss set model.chat_template to one of %s%s.",
+        template.source,
+        ", ".join(chat_templates.TEMPLATES),
+        " and data.use_sharegpt_mapping=false" if template.renders_sharegpt else "",
     )
 
 
 # --------------------------------------------------------------------------- checks and stats
 
 
-def check_lengths(ids: list[list[int]], labels: list[list[int]], max_len: int, source: str) -> dict[str, Any]:
-    """Error when no example fits max_seq_length, warn with the count when some are cut."""
-    lengths = [len(x) for x in ids]
+def check_lengths(lengths: list[int], trained: list[int], max_len: int, source: str) -> dict[str, Any]:
+    """Error when no example fits max_seq_length, warn with the count when some are cut. `lengths` are the
+    examples' token counts, `trained` their trained tokens within max_len."""
     long = sum(n > max_len for n in lengths)
     if long == len(lengths):
         raise DataError(
@@ -205,7 +209,7 @@ def check_lengths(ids: list[list[int]], labels: list[list[int]], max_len: int, s
             max_len,
             max(lengths),
         )
-    empty = sum(all(t == IGNORE for t in row[:max_len]) for row in labels)
+    empty = sum(n == 0 for n in trained)
     if empty:
         log.warning("%d example(s) have no trained tokens within max_seq_length and will be dropped.", empty)
     return {"examples": len(lengths), "truncated": long, "longest": max(lengths), "no_loss_tokens": empty}
@@ -223,6 +227,9 @@ def padding_share(lengths: list[int], batch_size: int, seed: int) -> float:
 # --------------------------------------------------------------------------- entry point
 
 
+FEATURES = {"input_ids": "int64", "labels": "int64"}
+
+
 def to_dataset(ids: list[list[int]], labels: list[list[int]]):
     """A datasets.Dataset built straight from Arrow arrays (no type inference pass)."""
     import pyarrow as pa
@@ -232,29 +239,85 @@ def to_dataset(ids: list[list[int]], labels: list[list[int]]):
     return Dataset(pa.table({"input_ids": pa.array(ids, type=tokens), "labels": pa.array(labels, type=tokens)}))
 
 
+def token_counts(dataset, max_len: int) -> tuple[list[int], list[int]]:
+    """Each example's length in tokens and its trained tokens within max_len, from the Arrow columns."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    lengths, trained = [], []
+    for table in dataset.with_format("arrow").iter(batch_size=50_000):
+        ids, labels = table.column("input_ids").combine_chunks(), table.column("labels").combine_chunks()
+        lengths.extend(pc.list_value_length(ids).to_numpy(zero_copy_only=False).tolist())
+        head = pc.list_slice(labels, 0, max_len)
+        rows = pc.list_parent_indices(head).to_numpy(zero_copy_only=False)
+        keep = pc.not_equal(pc.list_flatten(head), IGNORE).to_numpy(zero_copy_only=False)
+        trained.extend(np.bincount(rows[keep], minlength=len(labels)).tolist())
+    return lengths, trained
+
+
+class SFTPreparer(Preparer):
+    """The SFT trainers' data (their records' `prepare`): input_ids + labels, lengths checked."""
+
+    name = "sft"
+
+    def __init__(self, tokenizer, cfg: Config, template: Optional[Template]) -> None:
+        super().__init__(tokenizer, cfg, template)
+        self.encoders: dict[DataFormat, Callable] = {}
+        self.checked: set[str] = set()
+        self.unmasked_chat = template is not None and not (cfg.trainer.response_only_loss and template.masks_assistant)
+        if template is not None and cfg.trainer.response_only_loss and not template.masks_assistant:
+            _warn_unmasked(template)
+
+    def features(self):
+        from datasets import Features, List, Value
+
+        return Features({name: List(Value(kind)) for name, kind in FEATURES.items()})
+
+    def key(self) -> dict[str, Any]:
+        return {"response_only_loss": self.cfg.trainer.response_only_loss}
+
+    def batch(self, rows, wheres, fmt: DataFormat):
+        if self.template is not None and fmt is DataFormat.messages:
+            if "tools" not in self.checked and any(chat.uses_tools(r) for r in rows):
+                chat_templates.require_tool_support(self.tokenizer, self.template)
+                self.checked.add("tools")
+            if "reasoning" not in self.checked and any(chat.uses_reasoning(r) for r in rows):
+                chat_templates.require_reasoning_support(self.tokenizer, self.template)
+                self.checked.add("reasoning")
+        if fmt not in self.encoders:
+            self.encoders[fmt] = encoder(fmt, self.template, self.cfg)
+        ids, labels = self.encoders[fmt](rows, self.tokenizer, wheres)
+        counts = {"loss_weight_ignored": weightless(rows)} if self.unmasked_chat else {}
+        return {"input_ids": ids, "labels": labels}, counts
+
+    def finish(self, train, valid, counts):
+        if counts.get("loss_weight_ignored"):
+            reason = (
+                "trainer.response_only_loss=false" if not self.cfg.trainer.response_only_loss else "no generation marks"
+            )
+            log.warning(
+                "%d message(s) with loss_weight 0 are trained anyway: %s.", counts["loss_weight_ignored"], reason
+            )
+        max_len, cfg = self.cfg.model.max_seq_length, self.cfg
+        lengths, trained = token_counts(train, max_len)
+        stats = check_lengths(lengths, trained, max_len, "the training data")
+        clipped = [min(n, max_len) for n in lengths]
+        stats.update(
+            packing=cfg.trainer.packing,
+            tokens=sum(clipped),
+            trained_tokens=sum(trained),
+            chat_template=self.template.source if self.template else None,
+            padding_share_without_packing=round(padding_share(clipped, cfg.trainer.batch_size, cfg.seed), 4),
+            # TRL's bfd packing is padding-free: rows are concatenated, position_ids keep examples apart.
+            padding_share_with_packing=0.0,
+        )
+        return train, valid, stats
+
+    def finish_streaming(self, train, valid):
+        return train, valid, {"packing": self.cfg.trainer.packing,
+                              "chat_template": self.template.source if self.template else None}  # fmt: skip
+
+
 def prepare(examples: Examples, tokenizer, cfg: Config, template: Optional[Template]) -> Prepared:
     """The SFT trainers' data (their records' `prepare`): input_ids + labels, lengths checked."""
-    if template is not None and examples.uses_tools:
-        chat_templates.require_tool_support(tokenizer, template)
-    if template is not None and examples.uses_reasoning:
-        chat_templates.require_reasoning_support(tokenizer, template)
-    encode_rows = encoder(examples.format, template, cfg, examples.sources[0])
-    if examples.is_chat and not (cfg.trainer.response_only_loss and template and template.masks_assistant):
-        reason = "trainer.response_only_loss=false" if not cfg.trainer.response_only_loss else "no generation marks"
-        _weightless(examples.train, reason)
-    max_len = cfg.model.max_seq_length
-    ids, labels = encode_rows(examples.train, tokenizer)
-    stats = check_lengths(ids, labels, max_len, examples.sources[0])
-    lengths = [min(len(x), max_len) for x in ids]
-    stats.update(
-        packing=cfg.trainer.packing,
-        tokens=sum(lengths),
-        trained_tokens=sum(sum(t != IGNORE for t in row[:max_len]) for row in labels),
-        chat_template=template.source if template else None,
-        padding_share_without_packing=round(padding_share(lengths, cfg.trainer.batch_size, cfg.seed), 4),
-        # TRL's bfd packing is padding-free: rows are concatenated, position_ids keep examples apart.
-        padding_share_with_packing=0.0,
-    )
-    encode_valid = encoder(examples.format, template, cfg, examples.sources[-1])
-    valid = to_dataset(*encode_valid(examples.valid, tokenizer)) if examples.valid else None
-    return Prepared(to_dataset(ids, labels), valid, stats)
+    return build(examples, tokenizer, cfg, template, SFTPreparer(tokenizer, cfg, template))

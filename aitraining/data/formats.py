@@ -18,6 +18,7 @@ Shapes handed on:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Optional
 
 from aitraining.choices import DataFormat
@@ -169,6 +170,12 @@ def _from_sharegpt(record: Record, cfg: DataConfig) -> Optional[dict[str, Any]]:
     system = record.row.get(chat.SYSTEM_COLUMN)
     messages = chat.sharegpt_messages(turns, roles, record.where, system)
     if cfg.use_sharegpt_mapping:  # kept as from/value turns (load_examples converts data with tool turns instead)
+        if chat.has_tool_turns(record.row):
+            raise DataError(
+                f"{record.where}: has tool turns (function_call / observation) or tools, which "
+                "data.use_sharegpt_mapping=true cannot render (a role/content mapping has no tool roles). Set "
+                "data.use_sharegpt_mapping=false: the records are then converted to messages with tool calls."
+            )
         sources = ["system"] * (len(messages) - len(turns)) + [t["from"] for t in turns]  # the system column first
         return {"conversations": [_sharegpt_turn(source, m) for source, m in zip(sources, messages, strict=True)]}
     return {"messages": messages, **_tools(record, cfg)}
@@ -304,29 +311,29 @@ def trl_format(fmt: DataFormat, cfg: DataConfig) -> DataFormat:
     return TRL_FORMAT[fmt]
 
 
-def rename_columns(records: list[Record], columns: dict[str, str]) -> list[Record]:
+def rename_columns(record: Record, columns: dict[str, str]) -> Record:
     if not columns:
-        return records
-    return [Record({columns.get(k, k): v for k, v in r.row.items()}, r.where) for r in records]
+        return record
+    return Record({columns.get(k, k): v for k, v in record.row.items()}, record.where)
 
 
-def convert(records: list[Record], fmt: DataFormat, cfg: DataConfig, source: str) -> list[dict[str, Any]]:
-    """Check every record has what `fmt` needs and convert it; drop empty ones (counted)."""
-    if not records:
-        raise DataError(f"{source}: holds no records.")
-    needed = _required_columns(fmt, cfg)
-    for record in records:
+def converter(fmt: DataFormat, cfg: DataConfig) -> Callable[[Record], Optional[dict[str, Any]]]:
+    """record -> the trainer's shape, or None for an empty one; a record without what `fmt` needs is an
+    error naming its file and line."""
+    needed, convert = _required_columns(fmt, cfg), CONVERTERS[fmt]
+
+    def convert_one(record: Record) -> Optional[dict[str, Any]]:
         missing = [c for c in needed if c not in record.row]
         if missing:
             raise DataError(
                 f"{record.where}: missing column(s) {missing} needed by format '{fmt.value}'; "
                 f"it has {sorted(record.row)}."
             )
-    converter = CONVERTERS[fmt]
-    rows = [row for row in (converter(r, cfg) for r in records) if row is not None]
-    dropped = len(records) - len(rows)
-    if not rows:
-        raise DataError(f"{source}: empty after dropping {dropped} record(s) with empty {'/'.join(needed)}.")
-    if dropped:
-        log.warning("Dropped %d of %d record(s) in %s with empty %s.", dropped, len(records), source, "/".join(needed))
-    return rows
+        return convert(record, cfg)
+
+    return convert_one
+
+
+def required(fmt: DataFormat, cfg: DataConfig) -> str:
+    """The columns whose emptiness drops a record, for the warning that counts them."""
+    return "/".join(_required_columns(fmt, cfg))

@@ -12,7 +12,9 @@ import logging
 from typing import TYPE_CHECKING, Any, Optional
 
 from aitraining.chat_templates import Template
-from aitraining.data import Examples, Prepared, split_valid
+from aitraining.data import Examples, Prepared, holdout
+from aitraining.data.prepare import Preparer, build
+from aitraining.errors import ConfigError
 
 if TYPE_CHECKING:
     from aitraining.config import Config
@@ -32,53 +34,98 @@ def cut(text: str, tokenizer, limit: Optional[int], keep_end: bool) -> tuple[str
     return text[: offsets[limit - 1][1]], True
 
 
-def render(rows: list[dict[str, Any]], tokenizer, cfg: Config) -> tuple[list[dict[str, str]], int]:
+def render(rows: list[dict[str, Any]], tokenizer, cfg: Config) -> tuple[list[dict[str, str]], list[bool]]:
+    """Pairs as text (chat pairs through the chat template), each part cut to its limit; which were cut."""
     from trl.data_utils import maybe_apply_chat_template
 
-    out, n_cut = [], 0
+    out, was_cut = [], []
     for row in rows:
         text = maybe_apply_chat_template(row, tokenizer)
         prompt, a = cut(text["prompt"], tokenizer, cfg.trainer.max_prompt_length, keep_end=True)
         chosen, b = cut(text["chosen"], tokenizer, cfg.trainer.max_completion_length, keep_end=False)
         rejected, c = cut(text["rejected"], tokenizer, cfg.trainer.max_completion_length, keep_end=False)
         out.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
-        n_cut += a or b or c
-    return out, n_cut
+        was_cut.append(a or b or c)
+    return out, was_cut
+
+
+def limits_key(cfg: Config) -> dict[str, Any]:
+    return {
+        "max_prompt_length": cfg.trainer.max_prompt_length,
+        "max_completion_length": cfg.trainer.max_completion_length,
+    }
+
+
+def count_cut(dataset) -> int:
+    return int(sum(dataset.with_format("numpy")["_cut"])) if dataset is not None and len(dataset) else 0
+
+
+class PairsPreparer(Preparer):
+    """The preference trainers' data (their records' `prepare`): prompt/chosen/rejected strings."""
+
+    name = "pairs"
+    COLUMNS = ("prompt", "chosen", "rejected")
+
+    def features(self):
+        from datasets import Features, Value
+
+        return Features({**{c: Value("string") for c in self.COLUMNS}, "_cut": Value("bool")})
+
+    def key(self) -> dict[str, Any]:
+        return limits_key(self.cfg)
+
+    def batch(self, rows, wheres, fmt):
+        out, was_cut = render(rows, self.tokenizer, self.cfg)
+        return {**{c: [r[c] for r in out] for c in self.COLUMNS}, "_cut": was_cut}, {}
+
+    def finish(self, train, valid, counts):
+        n_cut = count_cut(train)
+        if n_cut:
+            log.warning(
+                "%d of %d preference pairs were cut to trainer.max_prompt_length=%s / max_completion_length=%s tokens.",
+                n_cut,
+                len(train),
+                self.cfg.trainer.max_prompt_length,
+                self.cfg.trainer.max_completion_length,
+            )
+        return train, valid, {"examples": len(train), "pairs_cut": n_cut}
+
+
+class RewardPreparer(PairsPreparer):
+    """The reward model's data: the pairs as for the preference trainers, with validation pairs to
+    measure accuracy on (trainer.valid_size of the pairs held out, seeded, when the data has none)."""
+
+    def finish(self, train, valid, counts):
+        held_out = 0
+        if valid is None:
+            keep, held = holdout(len(train), self.cfg.trainer.valid_size, self.cfg.seed)
+            log.info(
+                "Reward model: no validation pairs in the data; %d of %d pairs held out (trainer.valid_size=%s) to "
+                "measure accuracy on.",
+                len(held),
+                len(train),
+                self.cfg.trainer.valid_size,
+            )
+            train, valid, held_out = train.select(keep), train.select(held), len(held)
+        train, valid, stats = super().finish(train, valid, counts)
+        stats.update(valid_pairs=len(valid), valid_pairs_held_out=held_out)
+        return train, valid, stats
+
+    def finish_streaming(self, train, valid):
+        if valid is None:
+            raise ConfigError(
+                "trainer=reward measures accuracy on validation pairs, and streamed data cannot have some held out: "
+                "give a validation file or split (data.valid_split), or set data.streaming=false.",
+                key="data.valid_split",
+            )
+        return train, valid, {}
 
 
 def prepare(examples: Examples, tokenizer, cfg: Config, template: Optional[Template]) -> Prepared:
     """The preference trainers' data (their records' `prepare`): prompt/chosen/rejected strings."""
-    from datasets import Dataset
-
-    train, n_cut = render(examples.train, tokenizer, cfg)
-    if n_cut:
-        log.warning(
-            "%d of %d preference pairs were cut to trainer.max_prompt_length=%s / max_completion_length=%s tokens.",
-            n_cut,
-            len(train),
-            cfg.trainer.max_prompt_length,
-            cfg.trainer.max_completion_length,
-        )
-    valid = Dataset.from_list(render(examples.valid, tokenizer, cfg)[0]) if examples.valid else None
-    stats = {"examples": len(train), "pairs_cut": n_cut}
-    return Prepared(Dataset.from_list(train), valid, stats)
+    return build(examples, tokenizer, cfg, template, PairsPreparer(tokenizer, cfg, template))
 
 
 def prepare_reward(examples: Examples, tokenizer, cfg: Config, template: Optional[Template]) -> Prepared:
-    """The reward model's data: the pairs as for the preference trainers, with validation pairs to
-    measure accuracy on (trainer.valid_size of the pairs held out, seeded, when the data has none)."""
-    held_out = 0
-    if not examples.valid:
-        train, valid = split_valid(examples.train, cfg.trainer.valid_size, cfg.seed)
-        held_out = len(valid)
-        log.info(
-            "Reward model: no validation pairs in the data; %d of %d pairs held out (trainer.valid_size=%s) to "
-            "measure accuracy on.",
-            held_out,
-            len(examples.train),
-            cfg.trainer.valid_size,
-        )
-        examples = Examples(examples.format, train, valid, examples.sources, examples.columns)
-    prepared = prepare(examples, tokenizer, cfg, template)
-    prepared.stats.update(valid_pairs=len(examples.valid or []), valid_pairs_held_out=held_out)
-    return prepared
+    """The reward model's data: the pairs, with validation pairs to measure accuracy on."""
+    return build(examples, tokenizer, cfg, template, RewardPreparer(tokenizer, cfg, template))

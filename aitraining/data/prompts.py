@@ -22,7 +22,8 @@ from aitraining import rewards
 from aitraining.chat_templates import Template
 from aitraining.choices import DataFormat
 from aitraining.data import Examples, Prepared
-from aitraining.data.preference import cut
+from aitraining.data.preference import count_cut, cut
+from aitraining.data.prepare import Preparer, build
 from aitraining.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -60,15 +61,15 @@ def prompt_limit(cfg: Config) -> int:
     return limit
 
 
-def limit_prompts(rows: list[dict[str, Any]], tokenizer, limit: int) -> tuple[list[dict[str, Any]], int, int]:
+def limit_prompts(rows: list[dict[str, Any]], tokenizer, limit: int) -> tuple[list[dict[str, Any]], list[bool], int]:
     """Text prompts cut to their last `limit` tokens; chat prompts longer than that left out."""
-    out, n_cut, n_dropped = [], 0, 0
+    out, was_cut, n_dropped = [], [], 0
     for row in rows:
         prompt = row["prompt"]
         if isinstance(prompt, str):
-            text, was_cut = cut(prompt, tokenizer, limit, keep_end=True)
+            text, cut_here = cut(prompt, tokenizer, limit, keep_end=True)
             out.append({**row, "prompt": text})
-            n_cut += was_cut
+            was_cut.append(cut_here)
         elif (
             len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)["input_ids"])
             > limit
@@ -76,52 +77,73 @@ def limit_prompts(rows: list[dict[str, Any]], tokenizer, limit: int) -> tuple[li
             n_dropped += 1
         else:
             out.append(row)
-    return out, n_cut, n_dropped
+            was_cut.append(False)
+    return out, was_cut, n_dropped
 
 
-def _prompts(rows: list[dict[str, Any]], data_format: DataFormat, tokenizer, cfg: Config, source: str):
-    converted = [p for p in (to_prompt(r, data_format) for r in rows) if p is not None]
-    if not converted:
-        raise DataError(f"{source}: holds no prompts.")
-    limited, n_cut, n_dropped = limit_prompts(converted, tokenizer, prompt_limit(cfg))
-    if not limited:
-        raise DataError(
-            f"{source}: every chat prompt is longer than {prompt_limit(cfg)} tokens (model.max_seq_length - "
-            "trainer.max_completion_length, or trainer.max_prompt_length)."
-        )
-    columns = sorted({k for r in limited for k in r if k != "prompt"})
-    for row in limited:  # one schema for the Arrow table: a column a row lacks is None there
-        for column in columns:
-            row.setdefault(column, None)
-    return limited, n_cut, n_dropped, columns
+class PromptsPreparer(Preparer):
+    """The GRPO trainer's data (its record's `prepare`): prompts and the columns the reward functions get."""
+
+    name = "prompts"
+
+    def key(self) -> dict[str, Any]:
+        return {"prompt_limit": prompt_limit(self.cfg)}
+
+    def batch(self, rows, wheres, fmt):
+        converted = [p for p in (to_prompt(r, fmt) for r in rows) if p is not None]
+        limited, was_cut, n_dropped = limit_prompts(converted, self.tokenizer, prompt_limit(self.cfg))
+        columns = sorted({k for r in limited for k in r})
+        out = {c: [r.get(c) for r in limited] for c in columns}  # a column a row lacks is None there
+        if limited:
+            out["_cut"] = was_cut
+        return out, {"prompts": len(converted), "prompts_left_out": n_dropped}
+
+    def check_source(self, name, examples, counts):
+        if not counts.get("prompts"):
+            raise DataError(f"{name}: holds no prompts.")
+        if not examples:
+            raise DataError(
+                f"{name}: every chat prompt is longer than {prompt_limit(self.cfg)} tokens (model.max_seq_length - "
+                "trainer.max_completion_length, or trainer.max_prompt_length)."
+            )
+
+    def _check(self, train, valid) -> list[str]:
+        columns = [c for c in train.column_names or [] if c != "prompt" and not c.startswith("_")]
+        rewards.check_columns(self.cfg.trainer, columns, "the training data")  # imports the user's reward functions
+        if valid is not None:
+            t = self.cfg.trainer
+            if t.batch_size % t.num_generations:
+                raise ConfigError(
+                    f"trainer.batch_size={t.batch_size} must be a multiple of trainer.num_generations="
+                    f"{t.num_generations} to evaluate on the validation prompts (each evaluation batch holds whole "
+                    "groups).",
+                    key="trainer.batch_size",
+                )
+        log.info("GRPO: the reward functions %s get the columns %s.", ", ".join(self.cfg.trainer.reward_funcs),
+                 ", ".join(columns) or "(none)")  # fmt: skip
+        return columns
+
+    def finish(self, train, valid, counts):
+        columns = self._check(train, valid)
+        n_cut, n_dropped = count_cut(train), counts.get("prompts_left_out", 0)
+        if n_cut or n_dropped:
+            log.warning(
+                "%d prompt(s) cut to their last %d tokens, %d chat prompt(s) longer than that left out "
+                "(model.max_seq_length - trainer.max_completion_length, or trainer.max_prompt_length).",
+                n_cut,
+                prompt_limit(self.cfg),
+                n_dropped,
+            )
+        log.info("GRPO: %d prompts.", len(train))
+        stats = {"prompts": len(train), "prompts_cut": n_cut, "prompts_left_out": n_dropped, "reward_columns": columns}
+        return train, valid, stats
+
+    def finish_streaming(self, train, valid):
+        if train.column_names is None:  # a generator's columns are known once its first row is read
+            train = train._resolve_features()
+        return train, valid, {"reward_columns": self._check(train, valid)}
 
 
 def prepare(examples: Examples, tokenizer, cfg: Config, template: Optional[Template]) -> Prepared:
     """The GRPO trainer's data (its record's `prepare`): prompts and the columns the reward functions get."""
-    from datasets import Dataset
-
-    train, n_cut, n_dropped, columns = _prompts(examples.train, examples.format, tokenizer, cfg, examples.sources[0])
-    rewards.check_columns(cfg.trainer, columns, examples.sources[0])  # imports the user's reward functions
-    if n_cut or n_dropped:
-        log.warning(
-            "%d prompt(s) cut to their last %d tokens, %d chat prompt(s) longer than that left out "
-            "(model.max_seq_length - trainer.max_completion_length, or trainer.max_prompt_length).",
-            n_cut,
-            prompt_limit(cfg),
-            n_dropped,
-        )
-    valid = None
-    if examples.valid:
-        t = cfg.trainer
-        if t.batch_size % t.num_generations:
-            raise ConfigError(
-                f"trainer.batch_size={t.batch_size} must be a multiple of trainer.num_generations={t.num_generations} "
-                "to evaluate on the validation prompts (each evaluation batch holds whole groups).",
-                key="trainer.batch_size",
-            )
-        valid = Dataset.from_list(_prompts(examples.valid, examples.format, tokenizer, cfg, examples.sources[-1])[0])
-    log.info("GRPO: %d prompts; the reward functions %s get the columns %s.", len(train),
-             ", ".join(cfg.trainer.reward_funcs), ", ".join(columns) or "(none)")  # fmt: skip
-    stats = {"prompts": len(train), "prompts_cut": n_cut, "prompts_left_out": n_dropped,
-             "reward_columns": columns}  # fmt: skip
-    return Prepared(Dataset.from_list(train), valid, stats)
+    return build(examples, tokenizer, cfg, template, PromptsPreparer(tokenizer, cfg, template))

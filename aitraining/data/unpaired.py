@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Optional
 from aitraining.chat_templates import Template
 from aitraining.choices import DataFormat
 from aitraining.data import Examples, Prepared
-from aitraining.data.preference import cut
+from aitraining.data.preference import count_cut, cut, limits_key
+from aitraining.data.prepare import Preparer, build
 from aitraining.errors import DataError
 
 if TYPE_CHECKING:
@@ -36,17 +37,17 @@ def unpair(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def render(rows: list[dict[str, Any]], tokenizer, cfg: Config) -> tuple[list[dict[str, Any]], int]:
+def render(rows: list[dict[str, Any]], tokenizer, cfg: Config) -> tuple[list[dict[str, Any]], list[bool]]:
     from trl.data_utils import maybe_apply_chat_template
 
-    out, n_cut = [], 0
+    out, was_cut = [], []
     for row in rows:
         text = maybe_apply_chat_template({"prompt": row["prompt"], "completion": row["completion"]}, tokenizer)
         prompt, a = cut(text["prompt"], tokenizer, cfg.trainer.max_prompt_length, keep_end=True)
         completion, b = cut(text["completion"], tokenizer, cfg.trainer.max_completion_length, keep_end=False)
         out.append({"prompt": prompt, "completion": completion, "label": bool(row["label"])})
-        n_cut += a or b
-    return out, n_cut
+        was_cut.append(a or b)
+    return out, was_cut
 
 
 def balance_warning(
@@ -78,41 +79,64 @@ class _TRLBalanceWarning(logging.Filter):
         return "different amounts of desirable/positive and undesirable" not in record.getMessage()
 
 
+class UnpairedPreparer(Preparer):
+    """The KTO trainer's data (its record's `prepare`): prompt/completion strings with a bool label;
+    preference pairs split into one desirable and one undesirable example."""
+
+    name = "unpaired"
+
+    def features(self):
+        from datasets import Features, Value
+
+        return Features({"prompt": Value("string"), "completion": Value("string"), "label": Value("bool"),
+                         "_cut": Value("bool")})  # fmt: skip
+
+    def key(self) -> dict[str, Any]:
+        return limits_key(self.cfg)
+
+    def batch(self, rows, wheres, fmt):
+        paired = fmt is DataFormat.preference
+        out, was_cut = render(unpair(rows) if paired else rows, self.tokenizer, self.cfg)
+        columns = {c: [r[c] for r in out] for c in ("prompt", "completion", "label")}
+        return {**columns, "_cut": was_cut}, {"unpaired_from_pairs": len(rows) if paired else 0}
+
+    def finish(self, train, valid, counts):
+        cfg, n = self.cfg, len(train)
+        desirable = int(sum(train.with_format("numpy")["label"]))
+        undesirable = n - desirable
+        if not desirable or not undesirable:
+            log.warning("KTO: all %d examples of the training data are %s; KTO learns from both kinds.", n,
+                        "desirable" if desirable else "undesirable")  # fmt: skip
+        if n < cfg.trainer.batch_size:
+            raise DataError(
+                f"the training data: {n} example(s), fewer than trainer.batch_size={cfg.trainer.batch_size}."
+            )
+        warning = balance_warning(desirable, undesirable, cfg.trainer.desirable_weight, cfg.trainer.undesirable_weight)
+        if warning:
+            log.warning(warning)
+        _filter_trl_warning()
+        n_cut = count_cut(train)
+        if n_cut:
+            log.warning(
+                "%d of %d examples were cut to trainer.max_prompt_length=%s / max_completion_length=%s tokens.",
+                n_cut,
+                n,
+                cfg.trainer.max_prompt_length,
+                cfg.trainer.max_completion_length,
+            )
+        stats = {"examples": n, "desirable": desirable, "undesirable": undesirable, "examples_cut": n_cut,
+                 "unpaired_from_pairs": bool(counts.get("unpaired_from_pairs"))}  # fmt: skip
+        return train, valid, stats
+
+    def finish_streaming(self, train, valid):
+        _filter_trl_warning()
+        return train, valid, {}
+
+
+def _filter_trl_warning() -> None:
+    logging.getLogger("trl.trainer.kto_trainer").addFilter(_TRLBalanceWarning())
+
+
 def prepare(examples: Examples, tokenizer, cfg: Config, template: Optional[Template]) -> Prepared:
     """The KTO trainer's data (its record's `prepare`): prompt/completion strings with a bool label."""
-    from datasets import Dataset
-
-    paired = examples.format is DataFormat.preference
-    rows = unpair(examples.train) if paired else examples.train
-    train, n_cut = render(rows, tokenizer, cfg)
-    desirable = sum(row["label"] for row in train)
-    undesirable = len(train) - desirable
-    if not desirable or not undesirable:
-        log.warning(
-            "KTO: all %d examples of %s are %s; KTO learns from both kinds.",
-            len(train),
-            examples.sources[0],
-            "desirable" if desirable else "undesirable",
-        )
-    if len(train) < cfg.trainer.batch_size:
-        raise DataError(
-            f"{examples.sources[0]}: {len(train)} example(s), fewer than trainer.batch_size={cfg.trainer.batch_size}."
-        )
-    warning = balance_warning(desirable, undesirable, cfg.trainer.desirable_weight, cfg.trainer.undesirable_weight)
-    if warning:
-        log.warning(warning)
-    logging.getLogger("trl.trainer.kto_trainer").addFilter(_TRLBalanceWarning())
-    if n_cut:
-        log.warning(
-            "%d of %d examples were cut to trainer.max_prompt_length=%s / max_completion_length=%s tokens.",
-            n_cut,
-            len(train),
-            cfg.trainer.max_prompt_length,
-            cfg.trainer.max_completion_length,
-        )
-    valid = None
-    if examples.valid:
-        valid = Dataset.from_list(render(unpair(examples.valid) if paired else examples.valid, tokenizer, cfg)[0])
-    stats = {"examples": len(train), "desirable": desirable, "undesirable": undesirable, "examples_cut": n_cut,
-             "unpaired_from_pairs": paired}  # fmt: skip
-    return Prepared(Dataset.from_list(train), valid, stats)
+    return build(examples, tokenizer, cfg, template, UnpairedPreparer(tokenizer, cfg, template))

@@ -17,7 +17,7 @@ import torch
 from transformers import TrainerCallback
 
 from aitraining.config import Config
-from aitraining.errors import TrainingError
+from aitraining.errors import DataError, TrainingError
 from aitraining.loading import Loaded
 from aitraining.trainers.base import TrainerSpec, load
 from aitraining.trainers.registry import trl_fields
@@ -122,6 +122,17 @@ def reference_model(cfg: Config, loaded: Loaded) -> dict[str, Any]:
         cfg.trainer.ref_model, dtype=getattr(torch, loaded.dtype), trust_remote_code=cfg.model.trust_remote_code
     )
     return {"ref_model": model}
+
+
+def keep_progress(trainer, error: DataError) -> DataError:
+    """A bad row met while streaming stopped training: save what was trained so far as a checkpoint
+    (weights, optimizer, scheduler, trainer state) and say where, with the row's file and line."""
+    step = trainer.state.global_step
+    if step == 0:
+        return error
+    trainer._save_checkpoint(trainer.model, trial=None)
+    folder = Path(trainer.args.output_dir) / f"checkpoint-{step}"
+    return DataError(f"{error} Training stopped after step {step}; what was trained so far is saved in {folder}.")
 
 
 @dataclass
