@@ -4,6 +4,7 @@
     python scripts/bench.py overhead        # 1. python -m aitraining vs a hand-written TRL script
     python scripts/bench.py startup         # 2. --cfg job / --help vs `python -c "import hydra"`
     python scripts/bench.py data            # 3. data preparation vs datasets.map with the tokenizer
+    python scripts/bench.py data --rows 1000000 # the same on a 1M-row JSONL
     python scripts/bench.py --quick         # a tiny budget (the test suite's smoke test)
 
 1. Overhead: the same job (a ~20M-parameter llama-shaped model built offline, the Alpaca sample,
@@ -11,9 +12,10 @@
    `python -m aitraining ...` and as scripts/bench_trl_baseline.py; whole-process wall time, time
    from process start to the first optimizer step, and peak RSS, each the median of the repeats.
 2. Start-up: wall time of each command against `python -c "import hydra"` (the floor).
-3. Data: examples per second for reading, formatting and tokenizing the Alpaca sample repeated to
-   50k examples (aitraining.data + aitraining.data.encode) against `datasets.load_dataset("json")` +
-   `Dataset.map(tokenizer, batched=True)` on the concatenated text.
+3. Data: examples per second and peak RSS for reading, formatting and tokenizing the Alpaca sample
+   repeated to a JSONL of --rows examples (aitraining.data + aitraining.data.encode, with the cache off,
+   and again from a warm cache) against `datasets.load_dataset("json")` + `Dataset.map(tokenizer,
+   batched=True)` on the concatenated text.
 """
 
 from __future__ import annotations
@@ -142,32 +144,36 @@ def data(n_examples: int, repeats: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="aitraining-bench-data-"))
     try:
         rows = json.loads(ALPACA.read_text())
-        big = (rows * (n_examples // len(rows) + 1))[:n_examples]
-        path = work / "alpaca_50k.json"
-        path.write_text(json.dumps(big))
-        code_ours = f"""
+        path = work / f"alpaca_{n_examples}.jsonl"
+        with path.open("w") as handle:  # the sample repeated: one JSON object per line
+            for i in range(n_examples):
+                handle.write(json.dumps(rows[i % len(rows)]) + "\n")
+        common = """
 import time
-import datasets  # imported before the clock, as in the other arm
+import datasets  # imported before the clock, as in the other arms
 from transformers import AutoTokenizer
 from aitraining import tiny
+tok = AutoTokenizer.from_pretrained(tiny.ensure_tiny("tiny:llama"))
+"""
+        code_ours = (
+            common
+            + f"""
 from aitraining.config import Config, DataConfig, ModelConfig
 from aitraining.data import load_examples
 from aitraining.data.encode import prepare
 from aitraining.trainers.sft import SFTTrainerConfig
 cfg = Config(model=ModelConfig(name="tiny:llama", max_seq_length=2048), trainer=SFTTrainerConfig(),
-             data=DataConfig(path={str(path)!r}))
-tok = AutoTokenizer.from_pretrained(tiny.ensure_tiny("tiny:llama"))
+             data=DataConfig(path={str(path)!r}, cache=CACHE, cache_dir={str(work / "cache")!r}))
 t0 = time.time()
 examples = load_examples(cfg.data)
 encoded = prepare(examples, tok, cfg, None)
 print(time.time() - t0, len(encoded.train))
 """
-        code_direct = f"""
-import time
+        )
+        code_direct = (
+            common
+            + f"""
 from datasets import load_dataset
-from transformers import AutoTokenizer
-from aitraining import tiny
-tok = AutoTokenizer.from_pretrained(tiny.ensure_tiny("tiny:llama"))
 t0 = time.time()
 ds = load_dataset("json", data_files={str(path)!r}, split="train", cache_dir={str(work / "hf")!r})
 def fmt(batch):
@@ -177,17 +183,30 @@ def fmt(batch):
 ds = ds.map(fmt, batched=True, remove_columns=ds.column_names)
 print(time.time() - t0, len(ds))
 """
-        results: dict[str, list[float]] = {"aitraining": [], "datasets.map": []}
+        )
+        arms = {
+            "datasets.map": code_direct,
+            "aitraining": code_ours.replace("CACHE", "False"),
+            "aitraining, cache hit": code_ours.replace("CACHE", "True"),
+        }
+        results: dict[str, dict[str, list[float]]] = {name: {"rate": [], "rss": []} for name in arms}
+        subprocess.run([PY, "-c", arms["aitraining, cache hit"]], check=True, capture_output=True, cwd=REPO)  # fill
         for _ in range(repeats):
             shutil.rmtree(work / "hf", ignore_errors=True)  # no cache hits for the direct arm
-            for name, code in (("aitraining", code_ours), ("datasets.map", code_direct)):
-                out = subprocess.run([PY, "-c", code], check=True, capture_output=True, text=True, cwd=REPO).stdout
+            for name, code in arms.items():
+                _, rss, out = timed([PY, "-c", code])
                 seconds, count = out.split()[-2:]
-                results[name].append(int(count) / float(seconds))
-        ours, direct = median(results["aitraining"]), median(results["datasets.map"])
-        print(f"\n3. Data preparation, {n_examples:,} Alpaca examples, median of {repeats} (examples/s)")
-        print(f"datasets.map + tokenizer: {direct:>10,.0f}")
-        print(f"aitraining data+encode:   {ours:>10,.0f}   ratio {ours / direct:.2f}")
+                results[name]["rate"].append(int(count) / float(seconds))
+                results[name]["rss"].append(rss)
+        direct = {k: median(v) for k, v in results["datasets.map"].items()}
+        print(
+            f"\n3. Data preparation, {n_examples:,} Alpaca examples (a {path.stat().st_size / 1e6:.0f} MB JSONL), "
+            f"median of {repeats}"
+        )
+        print(f"{'':34}{'examples/s':>12}{'ratio':>8}{'peak RSS':>12}{'ratio':>8}")
+        for name in arms:
+            rate, rss = median(results[name]["rate"]), median(results[name]["rss"])
+            print(f"{name:34}{rate:>12,.0f}{rate / direct['rate']:>8.2f}{rss:>10,.0f}Mi{rss / direct['rss']:>8.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -196,13 +215,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("which", nargs="*", choices=["overhead", "startup", "data", []], default=[])
     parser.add_argument("--quick", action="store_true", help="tiny budget: checks the script runs")
+    parser.add_argument("--rows", type=int, default=50_000, help="examples in the data benchmark's JSONL")
     args = parser.parse_args()
     which = args.which or ["startup", "data", "overhead"]
     print(f"machine: {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}")
     if "startup" in which:
         startup(repeats=1 if args.quick else 7)
     if "data" in which:
-        data(n_examples=500 if args.quick else 50_000, repeats=1 if args.quick else 3)
+        data(n_examples=500 if args.quick else args.rows, repeats=1 if args.quick else 3)
     if "overhead" in which:
         overhead(repeats=1 if args.quick else 3, steps=1 if args.quick else 30, quick=args.quick)
 

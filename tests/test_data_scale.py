@@ -215,7 +215,7 @@ def test_streaming_gives_an_iterable_dataset_read_lazily(tmp_path, tokenizer, mo
     from datasets import IterableDataset
 
     monkeypatch.setattr(data, "HEAD_ROWS", 3)
-    monkeypatch.setattr(prepare_module, "BATCH", 4)  # rows are prepared a batch at a time
+    monkeypatch.setattr(prepare_module, "STREAM_BATCH", 4)  # rows are prepared a batch at a time
     rows = [json.dumps(r) for r in alpaca_rows(10)]
     rows[7] = json.dumps({"instruction": ["not", "text"], "output": "x"})  # line 8
     path = tmp_path / "s.jsonl"

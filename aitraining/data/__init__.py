@@ -32,7 +32,7 @@ from aitraining.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-# Rows of each source read, converted and checked before the model loads (the whole of a smaller source).
+# Records of each source read, converted and checked before the model loads (the whole of a smaller source).
 HEAD_ROWS = 1000
 CHAT_SHAPES = (DataFormat.preference, DataFormat.unpaired, DataFormat.prompt)
 
@@ -284,7 +284,11 @@ def _open(
         cfg = dataclasses.replace(cfg, use_sharegpt_mapping=False)
     source = Source(location, cfg, fmt, columns=sorted(columns), weight=weight, streaming=streaming,
                     max_samples=None if validation else cfg.max_samples)  # fmt: skip
-    source.head = [row for row, _ in itertools.islice(source.rows(report=False), HEAD_ROWS)]
+    convert = converter(fmt, cfg)
+    source.head = [row for row in map(convert, raw_head) if row is not None][: source.max_samples]
+    if len(raw_head) < HEAD_ROWS and not source.head:  # the whole source read, nothing left
+        what = required(fmt, cfg)
+        raise DataError(f"{source.name}: empty after dropping {len(raw_head)} record(s) with empty {what}.")
     return source
 
 

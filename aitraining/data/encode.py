@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -192,14 +191,17 @@ def _warn_unmasked(template: Template) -> None:
 # --------------------------------------------------------------------------- checks and stats
 
 
-def check_lengths(lengths: list[int], trained: list[int], max_len: int, source: str) -> dict[str, Any]:
+def check_lengths(lengths, trained, max_len: int, source: str) -> dict[str, Any]:
     """Error when no example fits max_seq_length, warn with the count when some are cut. `lengths` are the
-    examples' token counts, `trained` their trained tokens within max_len."""
-    long = sum(n > max_len for n in lengths)
+    examples' token counts, `trained` their trained tokens within max_len (sequences or numpy arrays)."""
+    import numpy as np
+
+    lengths, trained = np.asarray(lengths), np.asarray(trained)
+    long = int((lengths > max_len).sum())
     if long == len(lengths):
         raise DataError(
             f"{source}: every one of the {len(lengths)} examples is longer than model.max_seq_length={max_len} tokens "
-            f"(the shortest has {min(lengths)}). Raise model.max_seq_length or shorten the examples."
+            f"(the shortest has {int(lengths.min())}). Raise model.max_seq_length or shorten the examples."
         )
     if long:
         log.warning(
@@ -207,21 +209,27 @@ def check_lengths(lengths: list[int], trained: list[int], max_len: int, source: 
             long,
             len(lengths),
             max_len,
-            max(lengths),
+            int(lengths.max()),
         )
-    empty = sum(n == 0 for n in trained)
+    empty = int((trained == 0).sum())
     if empty:
         log.warning("%d example(s) have no trained tokens within max_seq_length and will be dropped.", empty)
-    return {"examples": len(lengths), "truncated": long, "longest": max(lengths), "no_loss_tokens": empty}
+    return {"examples": len(lengths), "truncated": long, "longest": int(lengths.max()), "no_loss_tokens": empty}
 
 
-def padding_share(lengths: list[int], batch_size: int, seed: int) -> float:
+def padding_share(lengths, batch_size: int, seed: int) -> float:
     """Share of pad tokens when examples are batched unpacked (random batches, padded to the longest)."""
-    order = list(lengths)
-    random.Random(seed).shuffle(order)
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    padded = sum(len(batch) * max(batch) for batch in batches)
-    return 1 - sum(order) / padded if padded else 0.0
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(np.asarray(lengths, dtype=np.int64))
+    rows = -(-len(order) // batch_size)
+    grid = np.zeros(rows * batch_size, dtype=np.int64)
+    grid[: len(order)] = order
+    grid = grid.reshape(rows, batch_size)
+    sizes = np.full(rows, batch_size)
+    sizes[-1] = len(order) - (rows - 1) * batch_size
+    padded = int((grid.max(axis=1) * sizes).sum())
+    return 1 - int(order.sum()) / padded if padded else 0.0
 
 
 # --------------------------------------------------------------------------- entry point
@@ -239,20 +247,22 @@ def to_dataset(ids: list[list[int]], labels: list[list[int]]):
     return Dataset(pa.table({"input_ids": pa.array(ids, type=tokens), "labels": pa.array(labels, type=tokens)}))
 
 
-def token_counts(dataset, max_len: int) -> tuple[list[int], list[int]]:
-    """Each example's length in tokens and its trained tokens within max_len, from the Arrow columns."""
+def token_counts(dataset, max_len: int):
+    """Each example's length in tokens and its trained tokens within max_len (numpy arrays), from the Arrow
+    columns a few thousand rows at a time: memory stays flat."""
     import numpy as np
     import pyarrow.compute as pc
 
     lengths, trained = [], []
-    for table in dataset.with_format("arrow").iter(batch_size=50_000):
-        ids, labels = table.column("input_ids").combine_chunks(), table.column("labels").combine_chunks()
-        lengths.extend(pc.list_value_length(ids).to_numpy(zero_copy_only=False).tolist())
-        head = pc.list_slice(labels, 0, max_len)
-        rows = pc.list_parent_indices(head).to_numpy(zero_copy_only=False)
-        keep = pc.not_equal(pc.list_flatten(head), IGNORE).to_numpy(zero_copy_only=False)
-        trained.extend(np.bincount(rows[keep], minlength=len(labels)).tolist())
-    return lengths, trained
+    for table in dataset.with_format("arrow").iter(batch_size=4096):
+        lengths.append(pc.list_value_length(table.column("input_ids")).to_numpy().astype(np.int32))
+        for labels in table.column("labels").chunks:
+            head = pc.list_slice(labels, 0, max_len, return_fixed_size_list=False)
+            rows = pc.list_parent_indices(head).to_numpy(zero_copy_only=False)
+            keep = pc.not_equal(pc.list_flatten(head), IGNORE).to_numpy(zero_copy_only=False)
+            trained.append(np.bincount(rows[keep], minlength=len(labels)).astype(np.int32))
+    empty = np.zeros(0, dtype=np.int32)
+    return np.concatenate(lengths) if lengths else empty, np.concatenate(trained) if trained else empty
 
 
 class SFTPreparer(Preparer):
@@ -301,11 +311,11 @@ class SFTPreparer(Preparer):
         max_len, cfg = self.cfg.model.max_seq_length, self.cfg
         lengths, trained = token_counts(train, max_len)
         stats = check_lengths(lengths, trained, max_len, "the training data")
-        clipped = [min(n, max_len) for n in lengths]
+        clipped = lengths.clip(max=max_len)
         stats.update(
             packing=cfg.trainer.packing,
-            tokens=sum(clipped),
-            trained_tokens=sum(trained),
+            tokens=int(clipped.sum()),
+            trained_tokens=int(trained.sum()),
             chat_template=self.template.source if self.template else None,
             padding_share_without_packing=round(padding_share(clipped, cfg.trainer.batch_size, cfg.seed), 4),
             # TRL's bfd packing is padding-free: rows are concatenated, position_ids keep examples apart.

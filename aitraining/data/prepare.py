@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BATCH = 1000  # rows converted and prepared at a time
+STREAM_BATCH = 64  # the same while streaming: a bad row stops training close to where it is reached
 CACHE_VERSION = 1  # bump when what a preparer writes changes
 DATA_FILE, META_FILE = "data.arrow", "meta.json"
 
@@ -195,8 +196,8 @@ def _cache_key(source: Source, base: dict[str, Any]) -> tuple[str, dict[str, Any
 # --------------------------------------------------------------------------- one source
 
 
-def _batches(rows: Iterator[tuple[dict, str]]) -> Iterator[tuple[list[dict], list[str]]]:
-    while chunk := list(itertools.islice(rows, BATCH)):
+def _batches(rows: Iterator[tuple[dict, str]], size: Optional[int] = None) -> Iterator[tuple[list[dict], list[str]]]:
+    while chunk := list(itertools.islice(rows, size or BATCH)):
         yield [r for r, _ in chunk], [w for _, w in chunk]
 
 
@@ -253,7 +254,7 @@ def _stream(source: Source, preparer: Preparer):
     from datasets import IterableDataset
 
     def generate():
-        for rows, wheres in _batches(source.rows()):
+        for rows, wheres in _batches(source.rows(), STREAM_BATCH):
             columns, _ = preparer.batch(rows, wheres, source.format)
             names = list(columns)
             for i in range(len(columns[names[0]]) if names else 0):
