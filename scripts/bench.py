@@ -5,6 +5,7 @@
     python scripts/bench.py startup         # 2. --cfg job / --help vs `python -c "import hydra"`
     python scripts/bench.py data            # 3. data preparation vs datasets.map with the tokenizer
     python scripts/bench.py data --rows 1000000 # the same on a 1M-row JSONL
+    python scripts/bench.py streaming       # 4. 3 steps streamed: the sample vs the sample x100
     python scripts/bench.py --quick         # a tiny budget (the test suite's smoke test)
 
 1. Overhead: the same job (a ~20M-parameter llama-shaped model built offline, the Alpaca sample,
@@ -16,6 +17,9 @@
    repeated to a JSONL of --rows examples (aitraining.data + aitraining.data.encode, with the cache off,
    and again from a warm cache) against `datasets.load_dataset("json")` + `Dataset.map(tokenizer,
    batched=True)` on the concatenated text.
+4. Streaming: 3 steps on the tiny model, the shipped sample streamed against the sample repeated 100
+   times as a JSONL, streamed, and read whole with a cold and a warm data cache (`python scripts/bench.py
+   streaming`): whole-process wall time and peak RSS.
 """
 
 from __future__ import annotations
@@ -50,6 +54,16 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def print_table(results: dict[str, dict[str, list[float]]], baseline: str, width: int, columns) -> None:
+    """One row per arm: each column's median (formatted) and its ratio to the baseline arm's median."""
+    base = {key: median(values) for key, values in results[baseline].items()}
+    print(f"{'':{width}}" + "".join(f"{title:>12}{'ratio':>8}" for _, title, _ in columns))
+    for name, figures in results.items():
+        cells = [f"{form.format(median(figures[key])):>12}{median(figures[key]) / base[key]:>8.2f}"
+                 for key, _, form in columns]  # fmt: skip
+        print(f"{name:{width}}" + "".join(cells))
 
 
 # --------------------------------------------------------------------------- 1. overhead
@@ -198,31 +212,70 @@ print(time.time() - t0, len(ds))
                 seconds, count = out.split()[-2:]
                 results[name]["rate"].append(int(count) / float(seconds))
                 results[name]["rss"].append(rss)
-        direct = {k: median(v) for k, v in results["datasets.map"].items()}
         print(
             f"\n3. Data preparation, {n_examples:,} Alpaca examples (a {path.stat().st_size / 1e6:.0f} MB JSONL), "
             f"median of {repeats}"
         )
-        print(f"{'':34}{'examples/s':>12}{'ratio':>8}{'peak RSS':>12}{'ratio':>8}")
-        for name in arms:
-            rate, rss = median(results[name]["rate"]), median(results[name]["rss"])
-            print(f"{name:34}{rate:>12,.0f}{rate / direct['rate']:>8.2f}{rss:>10,.0f}Mi{rss / direct['rss']:>8.2f}")
+        print_table(results, "datasets.map", 34, [("rate", "examples/s", "{:,.0f}"), ("rss", "peak RSS", "{:,.0f}Mi")])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- 4. streaming
+
+
+def streaming(repeats: int, times: int, steps: int) -> None:
+    """The same few steps on the shipped sample and on the sample repeated `times` times as a JSONL, both
+    streamed (and the big file read whole, from a cold and a warm cache): whole-process wall time and
+    peak RSS, interleaved, medians."""
+    work = Path(tempfile.mkdtemp(prefix="aitraining-bench-stream-"))
+    try:
+        rows = json.loads(ALPACA.read_text())
+        big = work / f"alpaca_x{times}.jsonl"
+        with big.open("w") as handle:
+            for _ in range(times):
+                handle.writelines(json.dumps(r) + "\n" for r in rows)
+        base = [PY, "-m", "aitraining", "experiment=quickstart", f"trainer.max_steps={steps}",
+                "trainer.logging_steps=1", "data.format=alpaca"]  # fmt: skip
+        arms = {
+            "sample, streamed": [*base, "data=alpaca_sample", "data.streaming=true"],
+            "sample, read whole, cache warm": [*base, "data=alpaca_sample", f"data.cache_dir={work / 'c'}"],
+            f"x{times} JSONL, streamed": [*base, f"data.path={big}", "data.streaming=true"],
+            f"x{times} JSONL, read whole, cache cold": [*base, f"data.path={big}", "data.cache=false"],
+            f"x{times} JSONL, read whole, cache warm": [*base, f"data.path={big}", f"data.cache_dir={work / 'c'}"],
+        }
+        for fill in ("sample, read whole, cache warm", f"x{times} JSONL, read whole, cache warm"):
+            timed([*arms[fill], f"output_dir={work / fill.replace(' ', '_').replace(',', '')}"])  # fills the cache
+        results: dict[str, dict[str, list[float]]] = {name: {"wall": [], "rss": []} for name in arms}
+        for i in range(repeats):
+            for n, (name, cmd) in enumerate(arms.items()):
+                wall, rss, _ = timed([*cmd, f"output_dir={work / f'run-{i}-{n}'}"])
+                results[name]["wall"].append(wall)
+                results[name]["rss"].append(rss)
+        print(
+            f"\n4. Streaming: {steps} steps on the sample ({len(rows)} rows) and on it x{times} "
+            f"({big.stat().st_size / 1e6:.0f} MB JSONL), median of {repeats}"
+        )
+        print_table(results, "sample, streamed", 44, [("wall", "wall", "{:.1f}s"), ("rss", "peak RSS", "{:,.0f}Mi")])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", nargs="*", choices=["overhead", "startup", "data", []], default=[])
+    parser.add_argument("which", nargs="*", choices=["overhead", "startup", "data", "streaming", []], default=[])
     parser.add_argument("--quick", action="store_true", help="tiny budget: checks the script runs")
     parser.add_argument("--rows", type=int, default=50_000, help="examples in the data benchmark's JSONL")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of the data benchmark (medians)")
     args = parser.parse_args()
     which = args.which or ["startup", "data", "overhead"]
     print(f"machine: {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}")
     if "startup" in which:
         startup(repeats=1 if args.quick else 7)
     if "data" in which:
-        data(n_examples=500 if args.quick else args.rows, repeats=1 if args.quick else 3)
+        data(n_examples=500 if args.quick else args.rows, repeats=1 if args.quick else args.repeats)
+    if "streaming" in which:
+        streaming(repeats=1 if args.quick else args.repeats, times=2 if args.quick else 100, steps=3)
     if "overhead" in which:
         overhead(repeats=1 if args.quick else 3, steps=1 if args.quick else 30, quick=args.quick)
 

@@ -497,3 +497,16 @@ def test_trainer_takes_the_new_names_the_existing_tool_shares(console):
                                      *extra))  # fmt: skip
         assert cfg["trainer"]["kind"] == name
         assert name != "grpo" or cfg["trainer"]["num_generations"] == 2
+
+
+def test_the_existing_tools_column_flags_rename_columns(tmp_path):
+    request = parse(["llm", "--train", "--model", "tiny:llama", "--prompt-text-column", "question",
+                     "--rejected-text-column", "worse", "--train-split", "alpaca:train"])  # fmt: skip
+    assert request is not None
+    overrides = to_overrides(request.values, tmp_path)
+    assert {"++data.columns.question=prompt", "++data.columns.worse=rejected", "data.subset=alpaca",
+            "data.train_split=train"} <= set(overrides)  # fmt: skip
+    from aitraining.compose import compose
+
+    cfg = compose([o for o in overrides if not o.startswith(("data=", "data.path="))])
+    assert cfg.data.columns == {"question": "prompt", "worse": "rejected"} and cfg.data.subset == "alpaca"

@@ -64,6 +64,29 @@ def _data_path(value: str, cwd: Path) -> list[str]:
     return ["data=custom", f"data.path={hydra_value(value)}"]
 
 
+_COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _rename_to(target: str, flag: str) -> ToOverrides:
+    """--prompt-text-column Q: the data's column Q is read as `target` (data.columns: {Q: target})."""
+
+    def overrides(value: str, cwd: Path) -> list[str]:
+        if not _COLUMN.fullmatch(value):
+            raise ParamsError(
+                f"{flag} {value}: give a column name of letters, digits and '_' (rename other columns after --: "
+                f"'+data.columns={{\"{value}\": {target}}}')."
+            )
+        return [] if value == target else [f"++data.columns.{value}={target}"]
+
+    return overrides
+
+
+def _train_split(value: str, cwd: Path) -> list[str]:
+    # The existing tool's `subset:split` names a hub dataset's configuration and its split.
+    subset, _, split = value.rpartition(":")
+    return [f"data.subset={hydra_value(subset)}"] * bool(subset) + [f"data.train_split={hydra_value(split)}"]
+
+
 def _project_name(value: str, cwd: Path) -> list[str]:
     # Like the existing tool: --project-name X writes to ./X (not a fresh outputs/X/<time>).
     return [f"project_name={hydra_value(value)}", f"output_dir={hydra_value(str((cwd / value).absolute()))}"]
@@ -208,12 +231,17 @@ OPTIONS: tuple[Option, ...] = (
            unset="the model config's (2048)", nullable=True),
     Option("max_steps", int, ("trainer.max_steps",), "optimizer steps to run (-1: run --epochs)",
            _set("trainer.max_steps"), default=-1),
-    Option("train_split", str, ("data.train_split",), "training split (or file in a data folder)",
-           _set("data.train_split"), default="train", metavar="SPLIT"),
+    Option("train_split", str, ("data.train_split", "data.subset"),
+           "training split (or file in a data folder); SUBSET:SPLIT names a hub dataset's subset too",
+           _train_split, default="train", metavar="SPLIT"),
     Option("valid_split", str, ("data.valid_split",), "evaluation split (or file in a data folder)",
            _set("data.valid_split"), unset="none", nullable=True, metavar="SPLIT"),
     Option("text_column", str, ("data.text_column",), "column holding plain text", _set("data.text_column"),
            default="text", metavar="COLUMN"),
+    Option("prompt_text_column", str, ("data.columns",), "column holding the prompt (read as 'prompt')",
+           _rename_to("prompt", "--prompt-text-column"), unset="prompt", metavar="COLUMN"),
+    Option("rejected_text_column", str, ("data.columns",), "column holding the rejected reply (read as 'rejected')",
+           _rename_to("rejected", "--rejected-text-column"), unset="rejected", metavar="COLUMN"),
     Option("chat_template", str, ("model.chat_template",),
            "tokenizer (its own), chatml, llama3, mistral, gemma, qwen2.5 or a .jinja file", _chat_template,
            unset="the tokenizer's own", nullable=True, metavar="TEMPLATE"),
