@@ -324,3 +324,15 @@ def test_the_shipped_sample_in_a_mixture_with_a_save_to_disk_folder(tmp_path, to
            SourceConfig(path=str(tmp_path / "chats"), weight=0.1)]  # fmt: skip
     _, prepared = ready(tokenizer, config(tmp_path, mix=mix))
     assert [e.format for e in prepared.sources] == ["alpaca", "messages"]
+
+
+def test_a_save_to_disk_folder_streams(tmp_path, tokenizer, hf_cache):
+    from datasets import Dataset, DatasetDict
+
+    DatasetDict({"train": Dataset.from_list(alpaca_rows(9)), "dev": Dataset.from_list(alpaca_rows(2))}).save_to_disk(
+        str(tmp_path / "saved")
+    )
+    cfg = config(tmp_path, path=str(tmp_path / "saved"), valid_split="dev", streaming=True,
+                 trainer=SFTTrainerConfig(max_steps=1))  # fmt: skip
+    prepared = ready(tokenizer, cfg)[1]
+    assert len(list(prepared.train)) == 9 and len(list(prepared.valid)) == 2

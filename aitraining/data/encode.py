@@ -247,22 +247,28 @@ def to_dataset(ids: list[list[int]], labels: list[list[int]]):
     return Dataset(pa.table({"input_ids": pa.array(ids, type=tokens), "labels": pa.array(labels, type=tokens)}))
 
 
-def token_counts(dataset, max_len: int):
-    """Each example's length in tokens and its trained tokens within max_len (numpy arrays), from the Arrow
-    columns a few thousand rows at a time: memory stays flat."""
+def token_counts(ids: list[list[int]], labels: list[list[int]], max_len: int):
+    """A batch as Arrow arrays, with each example's length in tokens and its trained tokens within max_len."""
     import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    lengths, trained = [], []
-    for table in dataset.with_format("arrow").iter(batch_size=4096):
-        lengths.append(pc.list_value_length(table.column("input_ids")).to_numpy().astype(np.int32))
-        for labels in table.column("labels").chunks:
-            head = pc.list_slice(labels, 0, max_len, return_fixed_size_list=False)
-            rows = pc.list_parent_indices(head).to_numpy(zero_copy_only=False)
-            keep = pc.not_equal(pc.list_flatten(head), IGNORE).to_numpy(zero_copy_only=False)
-            trained.append(np.bincount(rows[keep], minlength=len(labels)).astype(np.int32))
-    empty = np.zeros(0, dtype=np.int32)
-    return np.concatenate(lengths) if lengths else empty, np.concatenate(trained) if trained else empty
+    tokens = pa.list_(pa.int64())
+    ids_array, labels_array = pa.array(ids, type=tokens), pa.array(labels, type=tokens)
+    head = pc.list_slice(labels_array, 0, max_len, return_fixed_size_list=False)
+    rows = pc.list_parent_indices(head).to_numpy(zero_copy_only=False)
+    keep = pc.not_equal(pc.list_flatten(head), IGNORE).to_numpy(zero_copy_only=False)
+    trained = np.bincount(rows[keep], minlength=len(labels)).astype(np.int32)
+    lengths = pc.list_value_length(ids_array).cast(pa.int32())
+    return {"input_ids": ids_array, "labels": labels_array, "_length": lengths, "_trained": pa.array(trained)}
+
+
+def column_arrays(dataset, names: list[str]):
+    """Columns of a dataset as numpy arrays, reading only those columns (a few bytes a row)."""
+    import numpy as np
+
+    columns = dataset.select_columns(names).with_format("numpy")[:]
+    return [np.asarray(columns[name]) for name in names]
 
 
 class SFTPreparer(Preparer):
@@ -281,7 +287,8 @@ class SFTPreparer(Preparer):
     def features(self):
         from datasets import Features, List, Value
 
-        return Features({name: List(Value(kind)) for name, kind in FEATURES.items()})
+        return Features({**{name: List(Value(kind)) for name, kind in FEATURES.items()},
+                         "_length": Value("int32"), "_trained": Value("int32")})  # fmt: skip
 
     def key(self) -> dict[str, Any]:
         return {"response_only_loss": self.cfg.trainer.response_only_loss}
@@ -298,7 +305,7 @@ class SFTPreparer(Preparer):
             self.encoders[fmt] = encoder(fmt, self.template, self.cfg)
         ids, labels = self.encoders[fmt](rows, self.tokenizer, wheres)
         counts = {"loss_weight_ignored": weightless(rows)} if self.unmasked_chat else {}
-        return {"input_ids": ids, "labels": labels}, counts
+        return token_counts(ids, labels, self.cfg.model.max_seq_length), counts
 
     def finish(self, train, valid, counts):
         if counts.get("loss_weight_ignored"):
@@ -309,7 +316,7 @@ class SFTPreparer(Preparer):
                 "%d message(s) with loss_weight 0 are trained anyway: %s.", counts["loss_weight_ignored"], reason
             )
         max_len, cfg = self.cfg.model.max_seq_length, self.cfg
-        lengths, trained = token_counts(train, max_len)
+        lengths, trained = column_arrays(train, ["_length", "_trained"])
         stats = check_lengths(lengths, trained, max_len, "the training data")
         clipped = lengths.clip(max=max_len)
         stats.update(

@@ -57,7 +57,9 @@ def limits_key(cfg: Config) -> dict[str, Any]:
 
 
 def count_cut(dataset) -> int:
-    return int(sum(dataset.with_format("numpy")["_cut"])) if dataset is not None and len(dataset) else 0
+    if dataset is None or not len(dataset):
+        return 0
+    return int(dataset.select_columns(["_cut"]).with_format("numpy")[:]["_cut"].sum())
 
 
 class PairsPreparer(Preparer):

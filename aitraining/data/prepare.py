@@ -256,6 +256,7 @@ def _stream(source: Source, preparer: Preparer):
     def generate():
         for rows, wheres in _batches(source.rows(), STREAM_BATCH):
             columns, _ = preparer.batch(rows, wheres, source.format)
+            columns = {k: v.to_pylist() if hasattr(v, "to_pylist") else v for k, v in columns.items()}
             names = list(columns)
             for i in range(len(columns[names[0]]) if names else 0):
                 yield {name: columns[name][i] for name in names}
@@ -358,7 +359,8 @@ def _used(train, n_sources: int) -> list[int]:
         return [len(train)]
     import numpy as np
 
-    return np.bincount(train.with_format("numpy")["_source"], minlength=n_sources).tolist()
+    sources = train.select_columns(["_source"]).with_format("numpy")[:]["_source"]
+    return np.bincount(sources, minlength=n_sources).tolist()
 
 
 def _entry(source: Source, role: str, part: Optional[Part], used: Optional[int]) -> SourceRecord:

@@ -102,7 +102,7 @@ class UnpairedPreparer(Preparer):
 
     def finish(self, train, valid, counts):
         cfg, n = self.cfg, len(train)
-        desirable = int(sum(train.with_format("numpy")["label"]))
+        desirable = int(train.select_columns(["label"]).with_format("numpy")[:]["label"].sum())
         undesirable = n - desirable
         if not desirable or not undesirable:
             log.warning("KTO: all %d examples of the training data are %s; KTO learns from both kinds.", n,
