@@ -27,6 +27,16 @@ class Accel(Enum):
     unsloth = "unsloth"
 
 
+class DistKind(Enum):
+    """How a multi-process launch (torchrun, accelerate launch, SLURM) shares the work (conf/dist/)."""
+
+    none = "none"  # no sharding: one process, or plain DDP when the launch has several
+    ddp = "ddp"  # DistributedDataParallel: each process holds the whole model, gradients are averaged
+    fsdp = "fsdp"  # FSDP2 (torch fully_shard through accelerate): parameters, gradients, optimizer sharded
+    zero2 = "zero2"  # DeepSpeed ZeRO stage 2: optimizer state and gradients sharded
+    zero3 = "zero3"  # DeepSpeed ZeRO stage 3: parameters too
+
+
 class Quant(Enum):
     none = "none"
     int4 = "int4"  # bitsandbytes 4-bit (QLoRA style)

@@ -36,9 +36,13 @@ OVERLAY_GROUPS = ("experiment", "debug", "hparams_search")
 
 
 def register_configs() -> None:
-    """The schemas in Hydra's ConfigStore (conf/config.yaml lists the whole config's first)."""
+    """The schemas in Hydra's ConfigStore (conf/config.yaml lists the whole config's first), and the
+    `launch_time` resolver of the default output folder (the same in every process of a launch)."""
     from hydra.core.config_store import ConfigStore
 
+    from aitraining import dist
+
+    OmegaConf.register_new_resolver("launch_time", dist.launch_time, use_cache=True, replace=True)
     store = ConfigStore.instance()
     store.store(name=SCHEMA_NAME, node=Config)
     for spec in TRAINERS.values():

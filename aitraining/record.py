@@ -107,6 +107,10 @@ class RunRecord:
     seconds_to_first_step: Optional[float] = None
     first_step_at: Optional[float] = None
     seed: Optional[int] = None
+    world_size: int = 1  # processes that trained together (torchrun / accelerate launch / SLURM tasks)
+    global_batch_size: Optional[int] = None  # examples per optimizer step: batch_size x accumulation x world_size
+    launcher: Optional[str] = None  # python, torchrun, accelerate or slurm (aitraining/dist.py)
+    dist: Optional[str] = None  # the dist= strategy: none, ddp, fsdp, zero2, zero3
     git: Optional[dict[str, Any]] = None  # commit and dirty flag of the directory the run started from
     versions: dict[str, Optional[str]] = field(default_factory=dict)
 
@@ -262,6 +266,7 @@ def summary(run: RunRecord) -> str:
         f"accelerator  {accel_line}",
         f"data         {run.data['train_examples']:,} examples ({run.data['format']}) from "
         f"{', '.join(run.data['sources'])}",
+        f"processes    {run.world_size} ({run.launcher}, dist={run.dist}); global batch {run.global_batch_size}",
         f"loss         {_fmt(loss.train_first)} -> {_fmt(loss.train_last)} over {run.steps} steps"
         + (f" (eval {_fmt(loss.eval)})" if loss.eval is not None else ""),
         f"speed        {_fmt(run.tokens_per_second, ',.0f')} tokens/s; {run.wall_seconds:.1f} s wall"

@@ -4,6 +4,11 @@ Steps 1-3 are plain Python and fast: every mistake in the config, the data or th
 reported here, before torch is imported or weights load. Step 3 may import Unsloth, which must come
 before transformers, trl and peft; the heavy imports start at step 4. What differs between trainer
 kinds comes from the trainer's record (aitraining/trainers/registry.py).
+
+In a multi-process launch (aitraining/dist.py) every process runs these steps; `dist.on_main` runs
+a step on the main process only and hands its result to the others (the data is read and
+tokenized once), `dist.everywhere` runs it in each; a failure in any process stops them all with
+one message. Only the main process writes files and prints.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from aitraining import chat_templates, data, model_info, record, resolver, unsloth_accel
+from aitraining import chat_templates, data, dist, model_info, record, resolver, unsloth_accel
 from aitraining.choices import Accel
 from aitraining.config import Config
 from aitraining.record import RunRecord, Status
@@ -40,20 +45,20 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     started = time.time()
     spec = TRAINERS[cfg.trainer.kind]
 
+    world = dist.current()
+
     # 1. The output folder: never another run's.
-    record.check_output_dir(out_dir, cfg.overwrite)
+    dist.on_main(lambda: record.check_output_dir(out_dir, cfg.overwrite))
     log.info("Output folder: %s", out_dir)
 
     # 2. The data: read, format detected or checked, converted, and of a shape the trainer takes.
     #    Plain Python, no torch yet.
-    examples = data.load_examples(cfg.data, cfg.seed)
-    data.check_trainer(cfg.trainer.kind, examples)
+    examples = dist.on_main(lambda: _read_data(cfg))
     log.info("Data: %d training examples (%s) from %s.", len(examples.train), examples.format.value, examples.sources)
 
-    # 3. The accelerator, decided from config.json without weights; the config is rewritten to
-    #    what will actually run, with one WARNING when Unsloth cannot be used.
-    model_type = model_info.model_type(cfg.model)
-    decision = resolver.decide(cfg, model_type)
+    # 3. The launch strategy (dist=) and the accelerator, decided without weights; the config is
+    #    rewritten to what will actually run, with one WARNING when Unsloth cannot be used.
+    model_type, decision = dist.everywhere(lambda: _decide(cfg))
     cfg = resolver.apply(cfg, decision)
 
     # 4. Tokenizer and chat template, then the data made ready before the model loads (the record's
@@ -62,41 +67,40 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     from aitraining.trainers import build
 
     model_path = model_info.local_path(cfg.model)
-    tokenizer = loading.load_tokenizer(cfg, model_path)
-    template = None
-    if examples.is_chat:
-        mapped = (
-            unsloth_accel.sharegpt_template(tokenizer, cfg, examples.format) if decision.used is Accel.unsloth else None
-        )
-        template = mapped or chat_templates.setup(tokenizer, cfg, examples.format)
-    prepared = load(spec.prepare)(examples, tokenizer, cfg, template)
+    tokenizer, template = dist.everywhere(lambda: _tokenizer_and_template(cfg, model_path, examples, decision))
+    prepared = dist.on_main(lambda: load(spec.prepare)(examples, tokenizer, cfg, template))
 
     # 5. The model (Unsloth's FastLanguageModel, or transformers + bitsandbytes) and its LoRA.
     log.info("Loading %s (%s) with accel=%s, quant=%s.", cfg.model.name, model_type, cfg.accel.kind.value,
              cfg.quant.kind.value)  # fmt: skip
-    loaded = loading.load_model(cfg, model_path, model_type)
+    loaded = dist.everywhere(lambda: loading.load_model(cfg, model_path, model_type))
 
     # 6. The TRL trainer the record names (LoRA attached here on the standard path).
-    trainer, guard = build.build_trainer(spec, cfg, loaded, tokenizer, prepared.train, prepared.valid, out_dir)
+    trainer, guard = dist.everywhere(
+        lambda: build.build_trainer(spec, cfg, loaded, tokenizer, prepared.train, prepared.valid, out_dir)
+    )
     trainable, total = _parameter_counts(trainer.model)
 
     # 7. Train. A NaN/inf loss or weight stops the run with an error and saves nothing.
     run_record = RunRecord(status=Status.running, output_dir=str(out_dir), started=started,
                            overrides=context.get("overrides", []))  # fmt: skip
-    record.write(out_dir, run_record)
+    _write(out_dir, run_record)
     try:
         stats = build.train(trainer, guard, cfg)
     except Exception as exc:
         run_record.status, run_record.error = Status.failed, str(exc)
-        record.write(out_dir, run_record)
+        _write(out_dir, run_record)
         raise
     finally:
-        record.remove_if_empty(out_dir / "checkpoints")
+        if world.is_main:
+            record.remove_if_empty(out_dir / "checkpoints")
 
-    # 8. Save: adapter (or full model) with its tokenizer, resolved config, metrics, run.json.
+    # 8. Save: adapter (or full model) with its tokenizer, resolved config, metrics, run.json. The
+    #    trainer gathers sharded weights (every process takes part) and writes on the main process.
     weights_dir = out_dir / ("adapter" if loaded.peft_config is not None or _is_peft(trainer.model) else "model")
-    trainer.model.save_pretrained(weights_dir)
-    tokenizer.save_pretrained(weights_dir)
+    trainer.save_model(str(weights_dir))  # with the tokenizer (and TRL's training_args.bin)
+    if not world.is_main:
+        return RunResult(out_dir, run_record)
     resolved = OmegaConf.structured(cfg)
     resolved.output_dir = str(out_dir)
     OmegaConf.save(resolved, out_dir / "config.yaml")
@@ -132,12 +136,47 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         seconds_to_first_step=stats.first_step_at - started if stats.first_step_at else None,
         first_step_at=stats.first_step_at,
         seed=cfg.seed,
+        world_size=world.size,
+        global_batch_size=cfg.trainer.batch_size * cfg.trainer.gradient_accumulation * world.size,
+        launcher=world.launcher,
+        dist=cfg.dist.kind.value,
         git=record.git_state(Path(context.get("cwd", Path.cwd()))),
         versions=record.package_versions(),
     )
     record.write(out_dir, run_record)
     print(record.summary(run_record), flush=True)
     return RunResult(out_dir, run_record)
+
+
+def _read_data(cfg: Config) -> data.Examples:
+    examples = data.load_examples(cfg.data, cfg.seed)
+    data.check_trainer(cfg.trainer.kind, examples)
+    return examples
+
+
+def _decide(cfg: Config) -> tuple[str, resolver.Decision]:
+    dist.check(cfg)  # a strategy that cannot run here is refused before any weights load
+    dist.export_launch_env(cfg)  # before Unsloth is imported: its loader reads it
+    model_type = model_info.model_type(cfg.model)
+    return model_type, resolver.decide(cfg, model_type)
+
+
+def _tokenizer_and_template(cfg: Config, model_path: str, examples: data.Examples, decision: resolver.Decision):
+    from aitraining import loading
+
+    tokenizer = loading.load_tokenizer(cfg, model_path)
+    template = None
+    if examples.is_chat:
+        mapped = (
+            unsloth_accel.sharegpt_template(tokenizer, cfg, examples.format) if decision.used is Accel.unsloth else None
+        )
+        template = mapped or chat_templates.setup(tokenizer, cfg, examples.format)
+    return tokenizer, template
+
+
+def _write(out_dir: Path, run_record: RunRecord) -> None:
+    if dist.is_main():
+        record.write(out_dir, run_record)
 
 
 def _is_peft(model) -> bool:

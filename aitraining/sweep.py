@@ -314,4 +314,7 @@ class SweepSummary(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         if sweep_dir in _unfinished:
             _unfinished.remove(sweep_dir)
-        report(sweep_dir)
+        from aitraining import dist
+
+        if dist.is_main():  # a sweep under torchrun: every process ran it, the main one sums it up
+            report(sweep_dir)

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 from omegaconf import MISSING
 
-from aitraining.choices import Accel, Bnb4bitType, DataFormat, DType, PeftKind, Quant, TrainerKind
+from aitraining.choices import Accel, Bnb4bitType, DataFormat, DistKind, DType, PeftKind, Quant, TrainerKind
 from aitraining.config.accel import AccelConfig
 from aitraining.config.data import DataConfig
+from aitraining.config.dist import DistConfig
 from aitraining.config.model import ModelConfig
 from aitraining.config.peft import SEVEN_PROJECTIONS, PeftConfig, QuantConfig
 from aitraining.errors import require
@@ -34,6 +35,8 @@ __all__ = [
     "DType",
     "DataConfig",
     "DataFormat",
+    "DistConfig",
+    "DistKind",
     "ModelConfig",
     "PeftConfig",
     "PeftKind",
@@ -57,10 +60,12 @@ class Config:
     quant: QuantConfig = field(default_factory=QuantConfig)
     peft: PeftConfig = field(default_factory=PeftConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
     project_name: str = "aitraining"
     """Names the run; the default output folder is outputs/<project_name>/<time>."""
     output_dir: str = "outputs"
-    """Where a single run writes (conf/config.yaml: a fresh outputs/<project_name>/<time>). A
+    """Where a single run writes (conf/config.yaml: a fresh outputs/<project_name>/<time>, the time
+    of the launch: the same in every process of a multi-process launch, see aitraining/dist.py). A
     folder that already holds a run is refused unless overwrite=true. Sweep jobs write into
     their own numbered folders under the sweep folder instead."""
     overwrite: bool = False
@@ -90,4 +95,5 @@ GROUP_SCHEMAS: dict[str, type] = {
     "quant": QuantConfig,
     "peft": PeftConfig,
     "data": DataConfig,
+    "dist": DistConfig,
 }

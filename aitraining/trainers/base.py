@@ -32,6 +32,9 @@ COMMON_OWNED = {
     "logging_steps": "trainer.logging_steps",
     "seed": "seed",
     "max_length": "model.max_seq_length",
+    "fsdp": "dist=fsdp",
+    "fsdp_config": "dist.fsdp_config (dist=fsdp)",
+    "deepspeed": "dist=zero2|zero3 (dist.deepspeed)",
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any, Optional
 import torch
 from transformers import TrainerCallback
 
+from aitraining import dist
 from aitraining.config import Config
 from aitraining.errors import TrainingError
 from aitraining.loading import Loaded
@@ -51,6 +52,7 @@ def common_args(cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any]:
         "save_strategy": "no",  # the adapter is saved once, after the loss check
         "eval_strategy": "no",  # evaluated once at the end when there is an eval set
         "disable_tqdm": False,
+        **dist.trainer_args(cfg),  # fsdp / deepspeed of dist=, DDP without the unused-parameter search for LoRA
     }
 
 
