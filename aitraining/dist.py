@@ -22,6 +22,7 @@ Single-process runs never import torch here.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import logging
 import os
@@ -134,11 +135,20 @@ def start() -> World:
 
     # As the trainer will (TrainingArguments(use_cpu=not cuda)): gloo on CPU, nccl on GPUs.
     PartialState(cpu=not torch.cuda.is_available())
+    atexit.register(_leave)
     stamp = [float(os.environ.get(LAUNCH_TIME_ENV) or time.time())]
     torch.distributed.broadcast_object_list(stamp, src=0)
     os.environ[LAUNCH_TIME_ENV] = repr(stamp[0])
     _started = here
     return here
+
+
+def _leave() -> None:
+    """Leave the process group at exit (a gloo group left to the interpreter's teardown can abort)."""
+    import torch.distributed as td
+
+    if td.is_initialized():
+        td.destroy_process_group()
 
 
 def launch_time(pattern: str) -> str:
@@ -209,6 +219,15 @@ def on_main(step: Callable[[], T]) -> T:
     if message is not None:
         raise Elsewhere(message)
     return result
+
+
+def main_first(step: Callable[[], T]) -> T:
+    """Run `step` on the main process, then on the others (which find what it made, e.g. a model
+    built or downloaded into the cache, instead of racing to make it too)."""
+    if not _active():
+        return step()
+    result = on_main(step)
+    return everywhere(lambda: result if is_main() else step())
 
 
 def everywhere(step: Callable[[], T]) -> T:

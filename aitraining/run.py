@@ -66,7 +66,7 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     from aitraining import loading  # heavy: transformers, trl, peft (after Unsloth)
     from aitraining.trainers import build
 
-    model_path = model_info.local_path(cfg.model)
+    model_path = dist.main_first(lambda: model_info.local_path(cfg.model))  # a tiny model is built once
     tokenizer, template = dist.everywhere(lambda: _tokenizer_and_template(cfg, model_path, examples, decision))
     prepared = dist.on_main(lambda: load(spec.prepare)(examples, tokenizer, cfg, template))
 

@@ -105,6 +105,18 @@ def _nothing(value: Any, cwd: Path) -> list[str]:
     return []
 
 
+# The existing tool's --distributed-backend launched `accelerate launch --multi_gpu` (ddp) or
+# `--use_deepspeed --zero_stage 3` (deepspeed): the same strategies as aitraining's dist= options.
+DISTRIBUTED_BACKENDS = {"ddp": "ddp", "deepspeed": "zero3"}
+
+
+def _distributed_backend(value: Optional[str], cwd: Path) -> list[str]:
+    if value is None:
+        return []
+    every = "{" + ",".join(DISTRIBUTED_BACKENDS.values()) + "}"  # for the README table's metavar
+    return [f"dist={DISTRIBUTED_BACKENDS.get(value, every)}"]
+
+
 # --------------------------------------------------------------------------- the declaration
 
 
@@ -227,6 +239,11 @@ OPTIONS: tuple[Option, ...] = (
            "paged_adamw_8bit", _trainer_arg("optim"), unset="TRL's (AdamW)", metavar="NAME"),
     Option("scheduler", str, ("trainer.args.lr_scheduler_type",), "learning-rate schedule, e.g. linear, cosine",
            _trainer_arg("lr_scheduler_type"), unset="TRL's (linear)", metavar="NAME"),
+    Option("distributed_backend", str, ("dist",), "train in several processes, launched through accelerate "
+           "(ddp: DDP; deepspeed: DeepSpeed ZeRO-3); one per GPU unless --num-processes", _distributed_backend,
+           unset="one process", choices=lambda: tuple(DISTRIBUTED_BACKENDS), nullable=True),
+    Option("num_processes", int, (), "with --distributed-backend: processes to launch (aitraining's; the "
+           "existing tool used one per visible GPU)", _nothing, unset="the visible GPUs", metavar="N"),
     Option("auto_convert_dataset", bool, (), "accepted, changes nothing: aitraining always detects the data "
            "format and converts it", _nothing, default=False),
     Option("merge_adapter", bool, (), "accepted, with a warning: aitraining never merges the adapter", _nothing,
@@ -289,6 +306,10 @@ def to_overrides(values: Mapping[str, Any], cwd: Optional[Path] = None) -> list[
     `existing_defaults()` first (the CLI and LLMTrainingParams both do).
     """
     cwd = Path.cwd() if cwd is None else cwd
+    if values.get("num_processes") is not None and values.get("distributed_backend") is None:
+        raise ParamsError(
+            "--num-processes (num_processes) needs --distributed-backend ddp|deepspeed (distributed_backend)."
+        )
     overrides: list[str] = []
     for option in OPTIONS:
         if option.name == "block_size":
