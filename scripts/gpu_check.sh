@@ -37,3 +37,38 @@ for quant in none int4; do
   done
 done
 $PY scripts/gpu_check_report.py "$WORK/runs" | tee "$OUT/gpu_check.md"
+
+# Multi-GPU arms (dist=, issue 14): every visible GPU, one process each (torchrun), DDP / FSDP2 /
+# DeepSpeed ZeRO-2 and ZeRO-3, QLoRA under FSDP2 and ZeRO-3, Unsloth under DDP and FSDP2. On CPU these
+# strategies are refused (accelerate runs FSDP and DeepSpeed only on GPUs); this is where they run.
+# DeepSpeed comes from requirements-deepspeed.txt (pinned) when it is missing.
+NGPU=$(nvidia-smi -L 2>/dev/null | grep -c "^GPU" || true)
+if [ "${NGPU:-0}" -ge 1 ] && [ -z "$SMALL" ]; then
+  $PY -c "import deepspeed" 2>/dev/null || $PY -m pip install -q -r requirements-deepspeed.txt \
+    || echo "deepspeed could not be installed: the zero arms will say so"
+  echo "dist arms on $NGPU GPU(s):"
+  for arm in "none ddp none" "none fsdp none" "none fsdp int4" "none zero2 none" "none zero3 none" \
+             "none zero3 int4" "unsloth ddp none" "unsloth fsdp int4"; do
+    set -- $arm
+    name="dist-$2-$1-$3"
+    $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" -m aitraining project_name=gpu_check \
+      model.name="$WORK/llama-3.2-1b-random" model.max_seq_length=512 data=custom data.path="$WORK/long.jsonl" \
+      data.format=text trainer.max_steps=10 trainer.batch_size=2 trainer.logging_steps=5 peft.r=16 \
+      accel=$1 dist=$2 quant=$3 output_dir="$WORK/dist/$name" > "$OUT/$name.log" 2>&1
+    rc=$?
+    $PY - "$WORK/dist/$name" "$rc" "$name" <<'PYEOF'
+import json, sys
+from pathlib import Path
+folder, rc, name = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+try:
+    run = json.loads((folder / "run.json").read_text())
+except OSError:
+    run = {}
+loss = run.get("loss") or {}
+print(f"  {name}: exit {rc}, {run.get('status')}, world_size {run.get('world_size')}, "
+      f"accelerator {(run.get('accelerator') or {}).get('used')}, loss {loss.get('train_first')} -> "
+      f"{loss.get('train_last')}, adapter {(folder / 'adapter' / 'adapter_model.safetensors').exists()}")
+PYEOF
+    [ "$rc" -eq 0 ] || grep -E "ERROR|Error" "$OUT/$name.log" | tail -3
+  done | tee "$OUT/dist_arms.md"
+fi
