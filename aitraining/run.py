@@ -9,6 +9,7 @@ kinds comes from the trainer's record (aitraining/trainers/registry.py).
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,12 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from aitraining import chat_templates, data, model_info, record, resolver, unsloth_accel
+from aitraining import chat_templates, checkpoints, data, interrupt, model_info, record, resolver, resume, unsloth_accel
+from aitraining.checkpoints import Checkpoint
 from aitraining.choices import Accel
 from aitraining.config import Config
-from aitraining.record import RunRecord, Status
+from aitraining.errors import DivergedError
+from aitraining.record import RunRecord, SegmentRecord, Status
 from aitraining.trainers.base import load
 from aitraining.trainers.registry import TRAINERS
 
@@ -37,17 +40,26 @@ class RunResult:
 
 
 def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
+    with record.holding(out_dir):  # one process at a time in a run folder
+        return _run(cfg, out_dir, context)
+
+
+def _run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     started = time.time()
     spec = TRAINERS[cfg.trainer.kind]
 
-    # 1. The output folder: never another run's.
-    record.check_output_dir(out_dir, cfg.overwrite)
-    log.info("Output folder: %s", out_dir)
+    # 1. The output folder: never another run's, except the run that `resume` continues (from a
+    #    complete checkpoint of it; refused with the reason when it cannot be).
+    plan = resume.plan(cfg, out_dir) if cfg.resume_from else None
+    if plan is None:
+        record.check_output_dir(out_dir, cfg.overwrite)
+    log.info("Output folder: %s%s", out_dir, f" (resuming from {plan.checkpoint.path})" if plan else "")
 
     # 2. The data: read, format detected or checked, converted, and of a shape the trainer takes.
     #    Plain Python, no torch yet.
     examples = data.load_examples(cfg.data, cfg.seed)
     data.check_trainer(cfg.trainer.kind, examples)
+    cfg.trainer.check_eval_set(bool(examples.valid))
     log.info("Data: %d training examples (%s) from %s.", len(examples.train), examples.format.value, examples.sources)
 
     # 3. The accelerator, decided from config.json without weights; the config is rewritten to
@@ -55,6 +67,11 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     model_type = model_info.model_type(cfg.model)
     decision = resolver.decide(cfg, model_type)
     cfg = resolver.apply(cfg, decision)
+    resolved = OmegaConf.structured(cfg)
+    resolved.output_dir = str(out_dir)
+    if plan is not None:  # the run's own model and config, or one line saying which keys differ
+        resume.check_model(plan, cfg)
+        resume.check_config(out_dir, OmegaConf.to_container(resolved, enum_to_str=True))
 
     # 4. Tokenizer and chat template, then the data made ready before the model loads (the record's
     #    `prepare`: SFT examples tokenized once with their loss masks, preference pairs rendered).
@@ -71,40 +88,77 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         template = mapped or chat_templates.setup(tokenizer, cfg, examples.format)
     prepared = load(spec.prepare)(examples, tokenizer, cfg, template)
 
-    # 5. The model (Unsloth's FastLanguageModel, or transformers + bitsandbytes) and its LoRA.
+    # 5. The model (Unsloth's FastLanguageModel, or transformers + bitsandbytes) and its LoRA, seeded
+    #    first: the same config gives the same adapter and the same run.
+    build.seed(cfg.seed)
     log.info("Loading %s (%s) with accel=%s, quant=%s.", cfg.model.name, model_type, cfg.accel.kind.value,
              cfg.quant.kind.value)  # fmt: skip
     loaded = loading.load_model(cfg, model_path, model_type)
 
-    # 6. The TRL trainer the record names (LoRA attached here on the standard path).
-    trainer, guard = build.build_trainer(spec, cfg, loaded, tokenizer, prepared.train, prepared.valid, out_dir)
+    # 6. The TRL trainer the record names (LoRA attached here on the standard path), with the NaN guard,
+    #    checkpoints every trainer.save_steps and, with an eval set, periodic evaluation. The run's
+    #    record (written when training starts) says after each checkpoint how far the run got.
+    segment = SegmentRecord(started=started, start_step=plan.checkpoint.step if plan else 0,
+                            resumed_from=str(plan.checkpoint.path) if plan else None)  # fmt: skip
+    run_record = RunRecord(
+        status=Status.running,
+        output_dir=str(out_dir),
+        started=plan.previous.started if plan else started,
+        overrides=context.get("overrides", []),
+        seed=cfg.seed,
+        steps=plan.checkpoint.step if plan else 0,
+        checkpoint=str(plan.checkpoint.path) if plan else None,
+        resume_command=resume.command(context.get("overrides", []), out_dir, context.get("config_dir")),
+        segments=[*(_closed(s) for s in plan.previous.segments), segment] if plan else [segment],
+    )
+
+    def checkpointed(saved: Checkpoint) -> None:
+        run_record.steps, run_record.checkpoint = saved.step, str(saved.path)
+        segment.end_step, segment.wall_seconds = saved.step, time.time() - started
+        record.write(out_dir, run_record)
+
+    trainer, guard = build.build_trainer(spec, cfg, loaded, tokenizer, prepared.train, prepared.valid, out_dir,
+                                         on_checkpoint=checkpointed)  # fmt: skip
     trainable, total = _parameter_counts(trainer.model)
 
-    # 7. Train. A NaN/inf loss or weight stops the run with an error and saves nothing.
-    run_record = RunRecord(status=Status.running, output_dir=str(out_dir), started=started,
-                           overrides=context.get("overrides", []))  # fmt: skip
+    # 7. Train, from the checkpoint when resuming. A NaN/inf loss or weight stops the run with an error
+    #    and saves nothing; SIGTERM/SIGINT stop it after a checkpoint of the current step.
+    if plan is not None:
+        checkpoints.remove_incomplete(out_dir)
+        checkpoints.remove_after(out_dir, plan.checkpoint.step)
+    OmegaConf.save(resolved, out_dir / "config.yaml")
     record.write(out_dir, run_record)
-    try:
-        stats = build.train(trainer, guard, cfg)
-    except Exception as exc:
-        run_record.status, run_record.error = Status.failed, str(exc)
+
+    def aborted(signum: int) -> None:  # a second signal: no checkpoint of this step; the last one stays
+        run_record.status, segment.status = Status.interrupted, f"aborted ({signal.Signals(signum).name} twice)"
+        segment.ended = time.time()
         record.write(out_dir, run_record)
+
+    try:
+        with interrupt.handling(on_abort=aborted) as stop:
+            stats = build.train(trainer, guard, cfg, resume_from=plan.checkpoint.path if plan else None)
+            if stats.interrupted:
+                _interrupted(out_dir, run_record, segment, stats, stop)
+    except Exception as exc:
+        if not isinstance(exc, interrupt.Interrupted):
+            run_record.status, run_record.error = Status.failed, str(exc)
+            run_record.diverged, segment.status, segment.ended = isinstance(exc, DivergedError), "failed", time.time()
+            record.write(out_dir, run_record)
         raise
     finally:
-        record.remove_if_empty(out_dir / "checkpoints")
+        record.remove_if_empty(checkpoints.folder(out_dir))
 
     # 8. Save: adapter (or full model) with its tokenizer, resolved config, metrics, run.json.
     weights_dir = out_dir / ("adapter" if loaded.peft_config is not None or _is_peft(trainer.model) else "model")
     trainer.model.save_pretrained(weights_dir)
     tokenizer.save_pretrained(weights_dir)
-    resolved = OmegaConf.structured(cfg)
-    resolved.output_dir = str(out_dir)
-    OmegaConf.save(resolved, out_dir / "config.yaml")
     record.write_json(out_dir / "metrics.json", stats.log_history)
+    segment.ended, segment.status, segment.end_step = time.time(), Status.succeeded.value, stats.steps
+    segment.wall_seconds = segment.ended - started
     run_record = RunRecord(
         status=Status.succeeded,
         output_dir=str(out_dir),
-        started=started,
+        started=run_record.started,
         weights_dir=str(weights_dir),
         experiment=context.get("experiment"),
         experiment_git=context.get("experiment_git"),  # the experiment file's repository (app.py)
@@ -128,16 +182,56 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         tokens_per_second=stats.tokens_per_second,
         train_seconds=stats.train_seconds,
         peak_gpu_memory_gib=stats.peak_gpu_memory_gib,
-        wall_seconds=time.time() - started,
+        wall_seconds=sum(s.wall_seconds or 0.0 for s in run_record.segments),
         seconds_to_first_step=stats.first_step_at - started if stats.first_step_at else None,
         first_step_at=stats.first_step_at,
         seed=cfg.seed,
+        checkpoint=run_record.checkpoint,
+        resume_command=run_record.resume_command,
+        segments=run_record.segments,
+        kept=_kept(cfg, stats),
         git=record.git_state(Path(context.get("cwd", Path.cwd()))),
         versions=record.package_versions(),
     )
     record.write(out_dir, run_record)
     print(record.summary(run_record), flush=True)
     return RunResult(out_dir, run_record)
+
+
+def _closed(segment: SegmentRecord) -> SegmentRecord:
+    """An earlier segment as the resume finds it: one that never said how it ended was killed."""
+    if segment.status is None:
+        segment.status = "killed (resumed from its last checkpoint)"
+    return segment
+
+
+def _interrupted(out_dir: Path, run_record: RunRecord, segment: SegmentRecord, stats, stop: interrupt.Stop):
+    """Training stopped for a signal after a checkpoint of its last step: record it, and say how to resume."""
+    run_record.status = Status.interrupted
+    segment.ended, segment.status, segment.end_step = time.time(), f"interrupted ({stop.name})", stats.steps
+    segment.wall_seconds = segment.ended - segment.started
+    record.write_json(out_dir / "metrics.json", stats.log_history)
+    record.write(out_dir, run_record)
+    how = "the job is requeued and resumes" if stop.requeue else f"resume with: {run_record.resume_command}"
+    raise interrupt.Interrupted(
+        f"Interrupted by {stop.name} at step {stats.steps} of {stats.max_steps}; checkpoint {run_record.checkpoint} "
+        f"saved; {how}",
+        stop.signum or signal.SIGTERM,
+        stop.requeue,
+    )
+
+
+def _kept(cfg: Config, stats) -> record.KeptRecord:
+    """Which weights the run saved, and why."""
+    best = stats.best
+    if cfg.trainer.load_best_at_end and best.checkpoint:
+        why = f"lowest eval loss of {best.evaluations} evaluations (trainer.load_best_at_end)"
+        return record.KeptRecord(best.step, best.checkpoint, best.eval_loss, why)
+    reason = "the last step"
+    if stats.steps < stats.max_steps:
+        reason += (f" (early stopping: no lower eval loss in {cfg.trainer.early_stopping_patience} evaluations "
+                   f"after step {best.step})")  # fmt: skip
+    return record.KeptRecord(stats.steps, None, stats.eval_loss, reason)
 
 
 def _is_peft(model) -> bool:

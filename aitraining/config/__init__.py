@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any, Optional
 
 from omegaconf import MISSING
 
@@ -67,6 +68,17 @@ class Config:
     """Allow writing into an output_dir that already holds a run."""
     seed: int = 42
     """Seeds Python, NumPy, torch, data shuffling and LoRA init. 0 is a valid seed."""
+    resume: Any = False
+    """true: continue the run in output_dir from its newest complete checkpoint; a path: from that
+    checkpoint (<run folder>/checkpoints/checkpoint-N); false: a new run. The config given must
+    match the folder's config.yaml except for harmless keys (aitraining/resume.py)."""
+
+    @property
+    def resume_from(self) -> Optional[str]:
+        """None (a new run), "latest" (resume=true) or the checkpoint path given."""
+        if self.resume is False or self.resume is None:
+            return None
+        return "latest" if self.resume is True else str(self.resume)
 
     def __post_init__(self) -> None:
         require(
@@ -79,6 +91,17 @@ class Config:
             "quant",
             f"quant={self.quant.kind.value} needs peft=lora: quantized weights cannot be fully fine-tuned.",
             fix={"peft": "lora"},
+        )
+        require(
+            isinstance(self.resume, bool) or (isinstance(self.resume, str) and self.resume.strip() != ""),
+            "resume",
+            f"resume must be true, false or the path of a checkpoint (got {self.resume!r}).",
+        )
+        require(
+            not (self.resume_from and self.overwrite),
+            "resume",
+            "resume and overwrite=true contradict each other: resume continues the run in output_dir, "
+            "overwrite starts a new one there.",
         )
 
 
