@@ -109,7 +109,7 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
         flat: dict[str, Any] = {}
         for key, value in node.items():
             flat.update(_flat(value, f"{prefix}{key}."))
-        return flat if flat or not prefix else {prefix[:-1]: {}}
+        return flat  # an empty mapping (trainer.args: {}) has no keys
     return {prefix[:-1]: node}
 
 

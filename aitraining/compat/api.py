@@ -58,7 +58,7 @@ class _Params:
             checked = options.coerce(option, value, name)
         object.__setattr__(self, name, checked)
         self._given.add(name)
-        if option.warning and checked:
+        if option.warning and checked in option.warn_values:
             warnings.warn(f"{name}: {option.warning}", UserWarning, stacklevel=3)
 
     def values(self) -> dict[str, Any]:

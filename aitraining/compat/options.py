@@ -105,6 +105,16 @@ def _nothing(value: Any, cwd: Path) -> list[str]:
     return []
 
 
+def _strategy(key: str, off: str) -> ToOverrides:
+    # The existing tool's save/eval strategies: "steps" is aitraining's way, "no" turns it off, and
+    # "epoch" is accepted (with a warning) as "steps".
+    return lambda value, cwd: [f"{key}={off}"] if value == "no" else []
+
+
+def _strategies() -> tuple[str, ...]:
+    return ("steps", "epoch", "no")
+
+
 # --------------------------------------------------------------------------- the declaration
 
 
@@ -134,7 +144,8 @@ class Option:
     """A list of strings is allowed (target_modules)."""
     metavar: Optional[str] = None
     warning: Optional[str] = None
-    """Said once (a WARNING line, or a Python warning) when the option is set to true."""
+    """Said once (a WARNING line, or a Python warning) when the option is set to one of `warn_values`."""
+    warn_values: tuple[Value, ...] = (True,)
 
     @property
     def flag(self) -> str:
@@ -227,6 +238,22 @@ OPTIONS: tuple[Option, ...] = (
            "paged_adamw_8bit", _trainer_arg("optim"), unset="TRL's (AdamW)", metavar="NAME"),
     Option("scheduler", str, ("trainer.args.lr_scheduler_type",), "learning-rate schedule, e.g. linear, cosine",
            _trainer_arg("lr_scheduler_type"), unset="TRL's (linear)", metavar="NAME"),
+    # Checkpoints, evaluation, resume (README: "Long runs: checkpoints and resume").
+    Option("save_steps", int, ("trainer.save_steps",), "save a checkpoint every N optimizer steps (0: none)",
+           _set("trainer.save_steps"), unset="aitraining's (500)", metavar="N"),
+    Option("save_total_limit", int, ("trainer.save_total_limit",), "checkpoints kept: the newest N",
+           _set("trainer.save_total_limit"), unset="aitraining's (2)", metavar="N"),
+    Option("save_strategy", str, ("trainer.save_steps",), "steps: a checkpoint every --save-steps; no: none",
+           _strategy("trainer.save_steps", "0"), unset="steps", choices=_strategies,
+           warning="epoch is taken as steps: aitraining checkpoints every --save-steps optimizer steps.",
+           warn_values=("epoch",)),
+    Option("eval_strategy", str, ("trainer.eval_steps",),
+           "steps: evaluate at each checkpoint (with an evaluation set); no: only at the end",
+           _strategy("trainer.eval_steps", "0"), unset="steps", choices=_strategies,
+           warning="epoch is taken as steps: aitraining evaluates at each checkpoint (trainer.eval_steps).",
+           warn_values=("epoch",)),
+    Option("resume", bool, ("resume",), "continue the run in ./NAME (--project-name) from its newest checkpoint",
+           _set("resume"), default=False),
     Option("auto_convert_dataset", bool, (), "accepted, changes nothing: aitraining always detects the data "
            "format and converts it", _nothing, default=False),
     Option("merge_adapter", bool, (), "accepted, with a warning: aitraining never merges the adapter", _nothing,
@@ -391,6 +418,9 @@ def markdown_table() -> str:
             overrides = " ".join(option.to_overrides(True, Path("."))) or "nothing"
         else:
             overrides = " ".join(option.to_overrides(metavar.strip(), Path("."))).replace("'", "") or "nothing"
+        if overrides == "nothing" and option.choices is not None:  # per choice (the save/eval strategies)
+            overrides = "; ".join(f"{c}: {' '.join(option.to_overrides(c, Path('.'))) or 'nothing'}"
+                                  for c in option.choices())  # fmt: skip
         overrides = overrides.replace(str(Path(".").absolute()) + "/", "<absolute>./")
         help_text = option.help + (f" ({option.warning.split(':')[0]})" if option.warning else "")
         rows.append(
