@@ -224,14 +224,14 @@ def _interrupted(out_dir: Path, run_record: RunRecord, segment: SegmentRecord, s
 def _kept(cfg: Config, stats) -> record.KeptRecord:
     """Which weights the run saved, and why."""
     best = stats.best
+    early = ""
+    if stats.steps < stats.max_steps:  # not interrupted, not diverged: early stopping ended it
+        early = (f"; early stopping ended the run at step {stats.steps} ({cfg.trainer.early_stopping_patience} "
+                 "evaluations without a lower eval loss)")  # fmt: skip
     if cfg.trainer.load_best_at_end and best.checkpoint:
-        why = f"lowest eval loss of {best.evaluations} evaluations (trainer.load_best_at_end)"
+        why = f"lowest eval loss of {best.evaluations} evaluations (trainer.load_best_at_end){early}"
         return record.KeptRecord(best.step, best.checkpoint, best.eval_loss, why)
-    reason = "the last step"
-    if stats.steps < stats.max_steps:
-        reason += (f" (early stopping: no lower eval loss in {cfg.trainer.early_stopping_patience} evaluations "
-                   f"after step {best.step})")  # fmt: skip
-    return record.KeptRecord(stats.steps, None, stats.eval_loss, reason)
+    return record.KeptRecord(stats.steps, None, stats.eval_loss, "the last step" + early)
 
 
 def _is_peft(model) -> bool:

@@ -2,7 +2,9 @@
 # GPU check: standard transformers/PEFT vs Unsloth on a Llama-3.2-1B-shaped model with random
 # weights (no download), bf16, LoRA r=16 on the seven projections, sequence length 2048, the same
 # data and steps; once with quant=none and once with quant=int4. Prints tokens/s and peak GPU
-# memory for each run and the Unsloth/standard ratios (markdown, also in $OUT/gpu_check.md).
+# memory for each run and the Unsloth/standard ratios (markdown, also in $OUT/gpu_check.md). Then
+# checkpoint/resume with Unsloth: a run stopped by SIGTERM and resumed against the whole run
+# (scripts/gpu_check_resume.py).
 #
 # On a GPU machine that lacks trl/datasets/bitsandbytes/unsloth/hydra, build their wheels here first
 # (../shared/tools/gpu-wheels.sh .whl) and carry .whl; this script installs them when they are missing.
@@ -17,9 +19,9 @@ if [ -d .whl ] && ! ${PY:-python3} -c "import trl, hydra" 2>/dev/null; then
 fi
 export PYTHONPATH=${PYTHONPATH:-$PWD} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 PY=${PY:-python3}
-OUT=${OUT:-/tmp/gpu_check_out}; WORK=${WORK:-/tmp/gpu_check_work}; STEPS=${STEPS:-25}
+OUT=${OUT:-/tmp/gpu_check_out}; WORK=${WORK:-/tmp/gpu_check_work}; STEPS=${STEPS:-25}; RSTEPS=${RSTEPS:-20}
 rm -rf "$WORK"; mkdir -p "$OUT" "$WORK"
-SMALL=""; [ "${1:-}" = "--small" ] && SMALL="--small" && STEPS=3
+SMALL=""; [ "${1:-}" = "--small" ] && SMALL="--small" && STEPS=3 && RSTEPS=4
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU"
 $PY -c "import torch, transformers, trl, peft, bitsandbytes; print('torch', torch.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__, '| peft', peft.__version__, '| bitsandbytes', bitsandbytes.__version__)"
 $PY scripts/gpu_check_setup.py "$WORK" $SMALL || exit 1
@@ -37,3 +39,5 @@ for quant in none int4; do
   done
 done
 $PY scripts/gpu_check_report.py "$WORK/runs" | tee "$OUT/gpu_check.md"
+# Checkpoint, SIGTERM and resume with Unsloth on the GPU (about a minute): exact on CPU; here measured.
+$PY scripts/gpu_check_resume.py "$WORK" "$WORK/llama-3.2-1b-random" "$WORK/long.jsonl" "$RSTEPS" unsloth | tee -a "$OUT/gpu_check.md"

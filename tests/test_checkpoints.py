@@ -45,7 +45,7 @@ def test_defaults_are_stated_and_checked():
         (["trainer.early_stopping_patience=2", "trainer.eval_steps=0"], "needs periodic evaluation"),
         (["trainer.early_stopping_patience=2", "trainer.save_steps=0"], "needs periodic evaluation"),
         (["trainer.load_best_at_end=true", "trainer.save_steps=0"], "needs trainer.save_steps > 0"),
-        (["trainer.load_best_at_end=true", "trainer.eval_steps=300"], "a multiple of trainer.eval_steps"),
+        (["trainer.load_best_at_end=true", "trainer.eval_steps=100"], "evaluation at each checkpoint"),
         (["resume=true", "overwrite=true"], "resume and overwrite=true contradict"),
         (["resume=''"], "resume must be true, false or the path"),
         (["+trainer.args.save_steps=10"], "trainer.args.save_steps is set by aitraining: set trainer.save_steps"),
@@ -60,7 +60,7 @@ def test_bad_values_are_one_clear_error(overrides, needle):
 
 
 def test_eval_options_need_an_evaluation_set():
-    cfg = compose(["trainer.load_best_at_end=true", "trainer.eval_steps=100", "trainer.early_stopping_patience=3"])
+    cfg = compose(["trainer.load_best_at_end=true", "trainer.eval_steps=500", "trainer.early_stopping_patience=3"])
     cfg.trainer.check_eval_set(True)
     with pytest.raises(ConfigError, match=r"trainer.load_best_at_end and trainer.early_stopping_patience need an "
                                           r"evaluation set: .*data.valid_size"):  # fmt: skip

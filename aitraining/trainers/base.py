@@ -76,7 +76,7 @@ class TrainerConfig:
     (transformers' EarlyStoppingCallback); null: never stop early."""
     load_best_at_end: bool = False
     """With an evaluation set: end with the weights of the checkpoint of lowest eval loss
-    (run.json `kept` says which); needs save_steps a multiple of eval_steps."""
+    (run.json `kept` says which); evaluates at each checkpoint (eval_steps null or = save_steps)."""
     args: dict[str, Any] = field(default_factory=dict)
     """Passed through to TRL's config for this trainer (its record's `trl_config`)."""
 
@@ -149,12 +149,14 @@ class TrainerConfig:
                 "(or leave it null with trainer.save_steps > 0).",
             )
         if self.load_best_at_end:
+            # Evaluated exactly at the checkpoints: with evaluations in between, the Trainer's best
+            # checkpoint can be one whose eval loss is not the lowest among the checkpoints.
             require(
-                self.save_steps > 0 and every > 0 and self.save_steps % every == 0,
+                self.save_steps > 0 and every == self.save_steps,
                 "trainer.load_best_at_end",
-                "trainer.load_best_at_end=true chooses among checkpoints by their eval loss: it needs "
-                f"trainer.save_steps > 0 and a multiple of trainer.eval_steps (got save_steps={self.save_steps}, "
-                f"eval_steps={self.eval_steps}).",
+                "trainer.load_best_at_end=true chooses the checkpoint of lowest eval loss: it needs trainer.save_steps "
+                f"> 0 and evaluation at each checkpoint (trainer.eval_steps null or {self.save_steps}; got "
+                f"save_steps={self.save_steps}, eval_steps={self.eval_steps}).",
             )
 
 

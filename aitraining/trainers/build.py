@@ -102,7 +102,8 @@ class Checkpointing(TrainerCallback):
     """Checkpoints complete or not used, and the clean stop.
 
     - at the end of an optimizer step, a stop asked for (interrupt.STOP: SIGTERM, SIGINT, a
-      launcher's signal) saves a checkpoint of that step and ends training;
+      launcher's signal) saves a checkpoint of that step and ends training; the last step gets no
+      extra checkpoint or evaluation (unless load_best_at_end chooses among them);
     - each checkpoint the Trainer saved is marked complete (checkpoints.mark_complete) unless its
       weights or the loss are not finite (then it is removed and training stops: the NaN guard's
       error follows), the oldest beyond trainer.save_total_limit go, and `on_checkpoint` is told.
@@ -111,16 +112,24 @@ class Checkpointing(TrainerCallback):
     def __init__(self, cfg: Config, guard: NonFiniteLossGuard, info: dict[str, Any],
                  on_checkpoint: Callable[[Checkpoint], None]) -> None:  # fmt: skip
         self.keep = cfg.trainer.save_total_limit
+        self.load_best = cfg.trainer.load_best_at_end
         self.guard = guard
         self.info = info
         self.on_checkpoint = on_checkpoint
 
     def on_step_end(self, args, state, control, **kwargs):
         stop = interrupt.STOP
-        if stop.requested and stop.step is None and state.global_step < state.max_steps:
+        last = state.global_step >= state.max_steps
+        if stop.requested and stop.step is None and not last:
             stop.step = state.global_step
             control.should_save = True
             control.should_training_stop = True
+        elif last and not self.load_best:
+            # The Trainer adds a checkpoint and an evaluation at the last step; the run saves its
+            # weights and evaluates once itself right after (run.py), so only periodic ones are kept.
+            control.should_save = control.should_save and state.global_step % args.save_steps == 0
+            every = args.eval_steps if args.eval_strategy != "no" else None
+            control.should_evaluate = control.should_evaluate and bool(every) and state.global_step % every == 0
         return control
 
     def on_save(self, args, state, control, model=None, **kwargs):
