@@ -8,6 +8,8 @@ cannot go on is one ConfigError naming `resume`. Plain Python, no torch.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -18,6 +20,7 @@ from typing import Any, Optional
 from aitraining import checkpoints, record
 from aitraining.checkpoints import Checkpoint
 from aitraining.config import Config
+from aitraining.data import Examples
 from aitraining.errors import ConfigError
 from aitraining.record import RunRecord, Status
 
@@ -94,13 +97,27 @@ def plan(cfg: Config, out_dir: Path) -> Plan:
     return Plan(found, previous)
 
 
-def check_model(plan_: Plan, cfg: Config) -> None:
-    """A checkpoint resumes only on the base model it was trained from."""
-    trained_on = plan_.checkpoint.info.get("model")
-    if trained_on != cfg.model.name:
+def fingerprint(examples: Examples) -> str:
+    """The training examples, hashed: what a checkpoint records of the data it was trained on."""
+    digest = hashlib.sha256()
+    for row in examples.train:
+        digest.update(json.dumps(row, sort_keys=True, default=str).encode())
+    return f"{len(examples.train)}:{digest.hexdigest()[:16]}"
+
+
+def check_checkpoint(plan_: Plan, cfg: Config, data: str) -> None:
+    """A checkpoint resumes only on the base model and the training data it was trained on."""
+    info = plan_.checkpoint.info
+    if info.get("model") != cfg.model.name:
         raise _error(
-            f"resume: {plan_.checkpoint.path} holds weights trained from model {trained_on}, not "
+            f"resume: {plan_.checkpoint.path} holds weights trained from model {info.get('model')}, not "
             f"model.name={cfg.model.name}: a checkpoint resumes only on its own base model."
+        )
+    if info.get("data", data) != data:
+        raise _error(
+            f"resume: the training data differs from the data {plan_.checkpoint.path} was trained on "
+            f"({info['data'].split(':')[0]} examples then, {data.split(':')[0]} now; data.path={cfg.data.path}): "
+            "a checkpoint resumes only on its own data."
         )
 
 

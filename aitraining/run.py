@@ -60,6 +60,7 @@ def _run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     examples = data.load_examples(cfg.data, cfg.seed)
     data.check_trainer(cfg.trainer.kind, examples)
     cfg.trainer.check_eval_set(bool(examples.valid))
+    data_fingerprint = resume.fingerprint(examples)  # in each checkpoint: a resume needs the same data
     log.info("Data: %d training examples (%s) from %s.", len(examples.train), examples.format.value, examples.sources)
 
     # 3. The accelerator, decided from config.json without weights; the config is rewritten to
@@ -69,8 +70,8 @@ def _run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     cfg = resolver.apply(cfg, decision)
     resolved = OmegaConf.structured(cfg)
     resolved.output_dir = str(out_dir)
-    if plan is not None:  # the run's own model and config, or one line saying which keys differ
-        resume.check_model(plan, cfg)
+    if plan is not None:  # the run's own model, data and config, or one line saying what differs
+        resume.check_checkpoint(plan, cfg, data_fingerprint)
         resume.check_config(out_dir, OmegaConf.to_container(resolved, enum_to_str=True))
 
     # 4. Tokenizer and chat template, then the data made ready before the model loads (the record's
@@ -117,8 +118,9 @@ def _run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         segment.end_step, segment.wall_seconds = saved.step, time.time() - started
         record.write(out_dir, run_record)
 
+    marker = {"model": cfg.model.name, "data": data_fingerprint}  # what a checkpoint says it was trained on
     trainer, guard = build.build_trainer(spec, cfg, loaded, tokenizer, prepared.train, prepared.valid, out_dir,
-                                         on_checkpoint=checkpointed)  # fmt: skip
+                                         marker, on_checkpoint=checkpointed)  # fmt: skip
     trainable, total = _parameter_counts(trainer.model)
 
     # 7. Train, from the checkpoint when resuming. A NaN/inf loss or weight stops the run with an error

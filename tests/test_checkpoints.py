@@ -184,12 +184,21 @@ def test_each_way_a_resume_cannot_go_on_is_one_line(tmp_path, case, needle):
     assert needle in message and "\n" not in message and caught.value.key == "resume", message
 
 
-def test_a_checkpoint_resumes_only_on_its_own_model(tmp_path):
+def test_a_checkpoint_resumes_only_on_its_own_model_and_data(tmp_path):
+    from aitraining.data import load_examples
+
     out = fake_run(tmp_path / "run")
+    cfg = compose(["experiment=quickstart", "data.max_samples=40"])
+    data = resume.fingerprint(load_examples(cfg.data, cfg.seed))
+    assert data == resume.fingerprint(load_examples(cfg.data, cfg.seed)) and data.startswith("40:")
     found = plan_for(out, "resume=true")
-    resume.check_model(found, compose(["experiment=quickstart"]))
+    checkpoints.mark_complete(found.checkpoint, {"model": "tiny:llama", "data": data})
+    resume.check_checkpoint(found, cfg, data)
     with pytest.raises(ConfigError, match=r"holds weights trained from model tiny:llama, not model.name=tiny:mistral"):
-        resume.check_model(found, compose(["experiment=quickstart", "model.name=tiny:mistral"]))
+        resume.check_checkpoint(found, compose(["experiment=quickstart", "model.name=tiny:mistral"]), data)
+    fewer = compose(["experiment=quickstart", "data.max_samples=30"])
+    with pytest.raises(ConfigError, match=r"the training data differs from the data .* \(40 examples then, 30 now"):
+        resume.check_checkpoint(found, fewer, resume.fingerprint(load_examples(fewer.data, fewer.seed)))
 
 
 def resolved(*overrides: str) -> dict:

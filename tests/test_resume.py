@@ -9,16 +9,13 @@ import json
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from aitraining import checkpoints
-from conftest import PAIRS, TEXT, Result, read_run, run_command
+from conftest import PAIRS, TEXT, Background, Result, complete, losses, read_run, run_command, weights
 
 pytestmark = pytest.mark.slow
 
@@ -34,58 +31,6 @@ TOLERANCE = 1e-5  # the issue's bound on CPU; the measured difference is printed
 
 def aitraining(env, cwd: Path, *args: str) -> Result:
     return run_command([sys.executable, "-m", "aitraining", *args], cwd, env, None)
-
-
-def losses(out: Path) -> dict[int, float]:
-    """Step -> train loss, from metrics.json; each step at most once (one curve)."""
-    history = json.loads((out / "metrics.json").read_text())
-    steps = [h["step"] for h in history if "loss" in h]
-    assert len(steps) == len(set(steps)), f"a step logged twice: {steps}"
-    return {h["step"]: h["loss"] for h in history if "loss" in h}
-
-
-def weights(out: Path) -> bytes:
-    folder = out / ("adapter" if (out / "adapter").is_dir() else "model")
-    return b"".join(p.read_bytes() for p in sorted(folder.glob("*.safetensors")))
-
-
-def complete(out: Path, step: int) -> bool:
-    found = checkpoints.at(checkpoints.folder(out) / f"checkpoint-{step}")
-    return found is not None and found.complete
-
-
-class Background:
-    """`python -m aitraining ARGS` running while the test watches its folder and signals it."""
-
-    def __init__(self, env, cwd: Path, *args: str) -> None:
-        self.log = cwd / f"background-{time.monotonic_ns()}.log"
-        self.handle = self.log.open("w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "aitraining", *args], cwd=cwd, env=env,
-                                     stdout=self.handle, stderr=subprocess.STDOUT)  # fmt: skip
-
-    @property
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for(self, what: Callable[[], bool], description: str, poll: float = 0.02) -> None:
-        deadline = time.monotonic() + 600  # a guard against a hang, not a speed check
-        while not what():
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"the run ended ({self.proc.returncode}) before {description}:\n{self.output[-3000:]}"
-                )
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                raise AssertionError(f"no {description} after 600 s:\n{self.output[-3000:]}")
-            time.sleep(poll)
-
-    def send(self, signum: int) -> None:
-        self.proc.send_signal(signum)
-
-    def finish(self) -> int:
-        code = self.proc.wait(timeout=600)
-        self.handle.close()
-        return code
 
 
 @pytest.fixture(scope="module")

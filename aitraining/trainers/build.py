@@ -147,7 +147,7 @@ class Checkpointing(TrainerCallback):
 
 
 def build_trainer(spec: TrainerSpec, cfg: Config, loaded: Loaded, tokenizer, train_ds, valid_ds, out_dir: Path,
-                  on_checkpoint: Callable[[Checkpoint], None]):  # fmt: skip
+                  marker: dict[str, Any], on_checkpoint: Callable[[Checkpoint], None]):  # fmt: skip
     """The TRL trainer the record names, with the NaN guard, checkpointing and early stopping attached."""
     args = trl_args(spec, cfg, loaded, out_dir, has_eval=valid_ds is not None)
     if args.get("packing"):
@@ -173,7 +173,7 @@ def build_trainer(spec: TrainerSpec, cfg: Config, loaded: Loaded, tokenizer, tra
         **extra,
     )
     weights = "adapter" if _is_peft(trainer.model) else "model"
-    info = {"model": cfg.model.name, "trainer": cfg.trainer.kind.value, "weights": weights}
+    info = {**marker, "trainer": cfg.trainer.kind.value, "weights": weights}
     trainer.add_callback(Checkpointing(cfg, guard, info, on_checkpoint))
     if cfg.trainer.early_stopping_patience is not None and args["eval_strategy"] != "no":
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=cfg.trainer.early_stopping_patience))
