@@ -32,7 +32,7 @@ class Checkpoint:
 
     @property
     def info(self) -> dict[str, Any]:
-        """What aitraining wrote in the marker (step, model, weights); {} when incomplete."""
+        """What aitraining wrote in the marker (step, model, data hash, trainer); {} when incomplete."""
         try:
             data = json.loads((self.path / MARKER).read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -172,16 +172,11 @@ def build_trainer(spec: TrainerSpec, cfg: Config, loaded: Loaded, tokenizer, tra
         callbacks=[guard],
         **extra,
     )
-    weights = "adapter" if _is_peft(trainer.model) else "model"
-    info = {**marker, "trainer": cfg.trainer.kind.value, "weights": weights}
+    info = {**marker, "trainer": cfg.trainer.kind.value}
     trainer.add_callback(Checkpointing(cfg, guard, info, on_checkpoint))
     if cfg.trainer.early_stopping_patience is not None and args["eval_strategy"] != "no":
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=cfg.trainer.early_stopping_patience))
     return trainer, guard
-
-
-def _is_peft(model) -> bool:
-    return hasattr(model, "peft_config")
 
 
 def reference_model(cfg: Config, loaded: Loaded) -> dict[str, Any]:
