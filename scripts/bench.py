@@ -41,6 +41,12 @@ PY = sys.executable
 
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
     """Wall seconds, peak RSS (MiB) and stdout of one child process."""
+    wall, rss, out, _ = timed_cpu(cmd, env)
+    return wall, rss, out
+
+
+def timed_cpu(cmd: list[str], env: dict | None = None) -> tuple[float, int, str, float]:
+    """`timed`, and the child's CPU seconds (user + system): what other work on the machine hardly changes."""
     start = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
     out = proc.stdout.read() if proc.stdout else ""
@@ -48,7 +54,7 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
-    return time.time() - start, usage.ru_maxrss // 1024, out
+    return time.time() - start, usage.ru_maxrss // 1024, out, usage.ru_utime + usage.ru_stime
 
 
 def median(values: list[float]) -> float:
@@ -140,14 +146,16 @@ def checkpoint_cost(repeats: int, steps: int, every: int, quick: bool = False) -
         build_model(work / "model", quick)
         batch, max_len = 8, 512
         walls: dict[int, list[float]] = {0: [], every: []}
+        cpus: dict[int, list[float]] = {0: [], every: []}
         train_seconds: list[float] = []
         saves: list[float] = []  # seconds from a checkpoint's first file to its completion marker
         for i in range(repeats):
             for save in (0, every):  # interleaved: drift hits both arms alike
                 out = work / f"save{save}-{i}"
-                wall, _, _ = timed(aitraining_command(work / "model", out, steps, batch, max_len,
-                                                      f"trainer.save_steps={save}"))  # fmt: skip
+                wall, _, _, cpu = timed_cpu(aitraining_command(work / "model", out, steps, batch, max_len,
+                                                               f"trainer.save_steps={save}"))  # fmt: skip
                 walls[save].append(wall)
+                cpus[save].append(cpu)
                 saved = len(list((out / "checkpoints").glob("checkpoint-*")))
                 saves += [save_seconds(folder) for folder in (out / "checkpoints").glob("checkpoint-*")]
                 if save == 0:
@@ -160,6 +168,8 @@ def checkpoint_cost(repeats: int, steps: int, every: int, quick: bool = False) -
         print(f"\n4. Checkpoints: {steps} steps x batch {batch}, max length {max_len}, median of {repeats}")
         print(f"{'':24}{'none':>12}{f'every {every}':>12}{'ratio':>8}")
         print(f"{'whole-process wall time':24}{a:>11.2f}s{b:>11.2f}s{b / a:>8.3f}")
+        c, d = median(cpus[0]), median(cpus[every])
+        print(f"{'process CPU time':24}{c:>11.2f}s{d:>11.2f}s{d / c:>8.3f}")
         print(f"checkpoints saved: {count} (the last run kept {saved}: trainer.save_total_limit)")
         save = median(saves)
         print(f"one checkpoint: {per_checkpoint:.3f} s from the wall times, {save:.3f} s from its files "
