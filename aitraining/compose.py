@@ -174,6 +174,9 @@ def _composition_error(exc: Exception) -> ConfigError:
         if owners and this:
             return ConfigError(f"{key} applies to trainer={', '.join(owners)} only, not to trainer={this[0]}.", key=key)
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = str(getattr(cause, "msg", "") or "").strip()
+    if cause is not exc and reason and reason not in str(exc):
+        lines.append(reason.splitlines()[0] + ".")  # OmegaConf's why, e.g. the values an enum allows
     return ConfigError(" ".join(lines[:12]), key=key)
 
 

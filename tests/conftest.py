@@ -18,6 +18,8 @@ TEST_DATA = REPO / "tests" / "data"
 ALPACA = REPO / "aitraining" / "samples" / "alpaca_en_demo.json"  # shipped with the package
 TEXT = TEST_DATA / "c4_demo.jsonl"  # 64 plain-text rows
 PAIRS = TEST_DATA / "dpo_en_demo.json"  # 64 ShareGPT preference pairs
+# llama.cpp's converter, unpacked by `make setup` (python -m aitraining.export.llamacpp .llama.cpp).
+LLAMA_CPP = Path(os.environ.get("LLAMA_CPP_DIR", REPO / ".llama.cpp"))
 
 
 @dataclass

@@ -21,9 +21,15 @@ CARD_FILE = "model_card.md"  # the card as pushed (README.md in the repo), kept 
 
 
 def _source(source: str) -> str:
-    """A data source as the card shows it: hub ids as they are, local files by name only."""
+    """A model, data source or path as the card shows it: hub ids as they are, local files and
+    folders by name only (a card is no place for the paths of your machine)."""
     path = Path(source)
-    return path.name if path.is_absolute() or path.exists() else source
+    return f".../{path.name}" if path.is_absolute() or path.exists() else source
+
+
+def _override(override: str) -> str:
+    key, sep, value = override.partition("=")
+    return f"{key}{sep}{_source(value)}" if sep and value.startswith(("/", "~")) else override
 
 
 def model_card(run: FinishedRun, repo_id: str, folder: Path) -> str:
@@ -42,12 +48,13 @@ def model_card(run: FinishedRun, repo_id: str, folder: Path) -> str:
     accel_text = (accel.label or "-") + (f": {accel.reason}" if accel and accel.reason else "") if accel else "-"
     loss = r.loss
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-    command = " ".join(["python -m aitraining", *r.overrides]) if r.overrides else "python -m aitraining"
+    command = " ".join(["python -m aitraining", *(_override(o) for o in r.overrides)])
     what = {"adapter": "a LoRA adapter", "merged": "the LoRA adapter merged into the base model",
             "model": "a fully fine-tuned model"}.get(folder.name, folder.name)  # fmt: skip
     rows = [
-        ("base model", f"{r.model.name} ({r.model.type}, {r.model.dtype})"),
-        ("this repository", what + (f"; merged into {r.export.merged_into}" if folder.name == "merged" else "")),
+        ("base model", f"{_source(r.model.name or '?')} ({r.model.type}, {r.model.dtype})"),
+        ("this repository", what + (f"; merged into the base{' reloaded unquantized' if r.quant != 'none' else ''}"
+                                    f" ({r.model.dtype})" if folder.name == "merged" else "")),
         ("trainer", r.trainer), ("fine-tuning", r.peft), ("quantization while training", r.quant),
         ("accelerator", accel_text),
         ("data", f"{r.data.get('train_examples', '?')} examples ({r.data.get('format', '?')}) from "

@@ -6,9 +6,10 @@ binding) vendors that tree, so
 
     python -m aitraining.export.llamacpp
 
-downloads that source package with pip and unpacks its `vendor/llama.cpp` into the aitraining cache
-(`$AITRAINING_CACHE/llama.cpp-<version>`). A llama.cpp checkout of your own works too:
-`export.llama_cpp=PATH` or `LLAMA_CPP_DIR=PATH`. The converter runs in this Python and needs torch,
+downloads that source package with pip (76 MB) and unpacks the converter from its `vendor/llama.cpp`
+(the script, its `conversion/` package and `gguf-py/`, 6 MB) into the aitraining cache
+(`$AITRAINING_CACHE/llama.cpp-<version>`), or into the folder given as its argument. A llama.cpp
+checkout of your own works too: `export.llama_cpp=PATH` or `LLAMA_CPP_DIR=PATH`. The converter runs in this Python and needs torch,
 transformers, numpy and sentencepiece (`pip install 'aitraining[gguf]'`).
 
 q4_k_m needs llama.cpp's quantizer: the binding's `llama_model_quantize` (`pip install
@@ -33,6 +34,8 @@ from aitraining.errors import RunError
 BINDING = "llama-cpp-python"
 VERSION = "0.3.36"  # pinned: its vendored llama.cpp is the converter aitraining is tested with
 CONVERTER = "convert_hf_to_gguf.py"
+# What the converter needs of llama.cpp's tree: itself, its model classes and its own gguf package.
+CONVERTER_FILES = (CONVERTER, "conversion/", "gguf-py/", "LICENSE")
 GET_IT = (
     f"python -m aitraining.export.llamacpp (unpacks llama.cpp's converter from {BINDING}=={VERSION}'s source "
     "package), or set LLAMA_CPP_DIR (or export.llama_cpp) to a llama.cpp checkout"
@@ -71,7 +74,8 @@ def fetch(target: Optional[Path] = None) -> Path:
         archive = next(Path(scratch).glob("*.tar.gz"))
         prefix = f"{archive.name.removesuffix('.tar.gz')}/vendor/llama.cpp/"
         with tarfile.open(archive) as tar:
-            members = [m for m in tar.getmembers() if m.name.startswith(prefix)]
+            members = [m for m in tar.getmembers() if m.name.startswith(prefix)
+                       and m.name[len(prefix):].startswith(CONVERTER_FILES)]  # fmt: skip
             for member in members:
                 member.name = member.name[len(prefix) :]
             staging = Path(tempfile.mkdtemp(prefix=".llama.cpp-", dir=_parent(target)))
