@@ -9,8 +9,8 @@ binding) vendors that tree, so
 downloads that source package with pip (76 MB) and unpacks the converter from its `vendor/llama.cpp`
 (the script, its `conversion/` package and `gguf-py/`, 6 MB) into the aitraining cache
 (`$AITRAINING_CACHE/llama.cpp-<version>`), or into the folder given as its argument. A llama.cpp
-checkout of your own works too: `export.llama_cpp=PATH` or `LLAMA_CPP_DIR=PATH`. The converter runs in this Python and needs torch,
-transformers, numpy and sentencepiece (`pip install 'aitraining[gguf]'`).
+checkout of your own works too: `export.llama_cpp=PATH` or `LLAMA_CPP_DIR=PATH`. The converter runs
+in this Python and needs torch, transformers, numpy and sentencepiece (`pip install 'aitraining[gguf]'`).
 
 q4_k_m needs llama.cpp's quantizer: the binding's `llama_model_quantize` (`pip install
 llama-cpp-python==0.3.36`, which builds llama.cpp), or a `llama-quantize` binary on PATH or in
