@@ -13,6 +13,7 @@ Starts without torch: the folder and the options are checked before any weights 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -79,7 +80,8 @@ def chat(run, options: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     interactive = sys.stdin.isatty()
-    model, tokenizer, how = inference.load(run, merged=options.merged)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout holds the replies only (Unsloth prints banners)
+        model, tokenizer, how = inference.load(run, merged=options.merged)
     style = run.style
     sys.stderr.write(f"Loaded {how} ({style.value} prompts).")
     sys.stderr.write(" Type a message; /reset forgets the conversation, /exit ends.\n" if interactive else "\n")

@@ -57,6 +57,8 @@ def test_logger_and_export_compose_with_their_defaults():
         compose(["export.gguf=[f16,f16]"])
     with pytest.raises(ConfigError, match=r"Invalid value 'q5', expected one of \[f16, q8_0, q4_k_m\]"):
         compose(["export.gguf=[q5]"])
+    with pytest.raises(ConfigError, match="export.merge=true needs peft=lora: a full fine-tune has no adapter"):
+        compose(["export=merged", "peft=none"])
     with pytest.raises(ConfigError, match="trainer.samples must be >= 0"):
         compose(["trainer.samples=-1"])
     with pytest.raises(ConfigError, match=r"trainer.args.report_to is set by aitraining: set logger instead"):

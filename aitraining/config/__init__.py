@@ -86,6 +86,12 @@ class Config:
             f"quant={self.quant.kind.value} needs peft=lora: quantized weights cannot be fully fine-tuned.",
             fix={"peft": "lora"},
         )
+        require(
+            not self.export.merge or self.peft.kind is PeftKind.lora,
+            "export.merge",
+            "export.merge=true needs peft=lora: a full fine-tune has no adapter to merge (model/ is the whole model).",
+            fix={"peft": "lora"},
+        )
 
 
 # The config groups and their schemas (the trainer's: the base every kind's schema extends).
