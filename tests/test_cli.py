@@ -172,7 +172,7 @@ def test_every_flag_maps_to_its_hydra_key(tmp_path):
 def test_more_of_the_existing_tools_flags(console):
     flags = (
         "--max-samples 10 --logging-steps 5 --disable-gradient-checkpointing --warmup-ratio 0.1 --weight-decay 0.01 "
-        "--max-grad-norm 0.5 --optimizer adamw_torch --scheduler cosine --auto-convert-dataset --merge-adapter"
+        "--max-grad-norm 0.5 --optimizer adamw_torch --scheduler cosine --auto-convert-dataset --merge-adapter --peft"
     )
     result = console("llm", "--train", "--model", "tiny:llama", *flags.split(), "--print-config")
     cfg = printed_config(result)
@@ -185,8 +185,10 @@ def test_more_of_the_existing_tools_flags(console):
         "optim": "adamw_torch",
         "lr_scheduler_type": "cosine",
     }
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING:")]
-    assert len(warnings) == 1 and warnings[0].startswith("WARNING: --merge-adapter: ignored"), warnings
+    assert cfg["export"]["merge"] is True
+    assert not [line for line in result.stderr.splitlines() if line.startswith("WARNING:")]
+    full = console("llm", "--train", "--model", "tiny:llama", "--merge-adapter", "--print-config")
+    assert "--merge-adapter: export.merge=true needs peft=lora" in full.stderr and "Add --peft." in full.stderr
 
 
 def test_print_config_shows_every_flag_in_the_composed_config(console, tmp_path):
