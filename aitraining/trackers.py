@@ -228,7 +228,13 @@ def attach(trainer, cfg: Config, decision: Decision, out_dir: Path, sweep_dir: O
                         str(sweep_dir) if sweep_dir else None, out_dir, parameters(cfg, decision, out_dir))  # fmt: skip
     if tracker.kind is LoggerKind.tensorboard:
         _tensorboard_callback(trainer).logging_dir = _tensorboard_dir(tracking)  # not output_dir/runs
-    tracker.start(tracking)
+    try:
+        tracker.start(tracking)
+    except Exception as exc:  # not logged in, no server: one line, before training starts
+        first = (str(exc).strip().splitlines() or [""])[0]
+        hint = " WANDB_MODE=offline runs without an account." if tracker.kind is LoggerKind.wandb else ""
+        message = f"logger={tracker.kind.value}: the tracker could not start ({type(exc).__name__}: {first}).{hint}"
+        raise ConfigError(message, key="logger") from None
     if tracker.on_train_begin is not _nothing:
         trainer.add_callback(_params_callback(tracking, trainer))
     log.info("Tracker: %s, project %s, run %s%s.", tracker.kind.value, tracking.project, tracking.name,

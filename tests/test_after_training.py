@@ -282,3 +282,46 @@ def test_wandb_offline_sweep_job_gets_parameters_losses_and_the_sweep_as_group(e
         assert needle.encode() in data, needle
     assert read_run(job)["logger"] == {"kind": "wandb", "project": "quickstart", "name": "0", "group": str(sweep),
                                        "where": str(job / "wandb")}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- a quantized run, a full fine-tune
+
+
+def quick_run(env, folder: Path, *overrides: str) -> Path:
+    from conftest import QUICK
+
+    out = folder / "run"
+    command = [sys.executable, "-m", "aitraining", *QUICK, "trainer.max_steps=4", "trainer.samples=1",
+               "trainer.sample_max_new_tokens=4", f"output_dir={out}", *overrides]  # fmt: skip
+    result = run_command(command, folder, env, None)
+    assert result.returncode == 0, result.output[-3000:]
+    return out
+
+
+def test_a_quantized_run_merges_into_its_base_reloaded_unquantized(env, tmp_path, aitraining):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out = quick_run(env, tmp_path, "quant=int4")
+    result = aitraining("export", str(out), "--merge")
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = read_run(out)
+    assert "reloaded unquantized" in run["export"]["merged_into"] and "int4" in run["export"]["merged_into"]
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged")
+    assert not hasattr(merged.config, "quantization_config") and merged.dtype == torch.float32
+    ids = torch.tensor([[1, 40, 41, 42, 43, 44]])
+    base = AutoModelForCausalLM.from_pretrained(run["model"]["path"])  # unquantized
+    with torch.no_grad():
+        expected = PeftModel.from_pretrained(base, out / "adapter")(input_ids=ids).logits
+        assert (merged(input_ids=ids).logits - expected).abs().max().item() <= 1e-3
+
+
+def test_a_full_fine_tune_samples_against_its_base_and_chats_from_model(env, tmp_path, aitraining):
+    out = quick_run(env, tmp_path, "peft=none", "trainer.learning_rate=1e-4")
+    assert read_run(out)["samples"] == "samples.md"
+    assert "beside the base model's (the base weights)" in (out / "samples.md").read_text()
+    result = aitraining("chat", str(out), "--temperature", "0", "--max-new-tokens", "4", stdin="Name a colour.\n")
+    assert result.returncode == 0 and "Loaded model/" in result.stderr and result.stdout.count("\n") == 1, result.stderr
+    refused = aitraining("export", str(out), "--merge")
+    assert refused.returncode == 2 and "a full fine-tuning run has nothing to merge" in refused.stderr
