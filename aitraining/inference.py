@@ -23,7 +23,6 @@ import yaml
 
 from aitraining import record
 from aitraining.choices import DataFormat, PromptStyle
-from aitraining.data.formats import ALPACA_PROMPT
 from aitraining.errors import RunError
 from aitraining.record import RunRecord, Status
 
@@ -118,6 +117,8 @@ def render(style: PromptStyle, tokenizer, messages: list[dict[str, str]]) -> str
     system = "".join(m["content"] for m in messages if m["role"] == "system")
     user = next(m["content"] for m in reversed(messages) if m["role"] == "user")
     if style is PromptStyle.alpaca:  # single-turn, as the Alpaca data was (formats._from_alpaca)
+        from aitraining.data.formats import ALPACA_PROMPT  # (imports the config: not at start-up)
+
         prompt = ALPACA_PROMPT.format(instruction=user)
         return f"{system}\n\n{prompt}" if system.strip() else prompt
     return user  # plain: the model continues the text

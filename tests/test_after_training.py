@@ -298,15 +298,14 @@ def quick_run(env, folder: Path, *overrides: str) -> Path:
     return out
 
 
-def test_a_quantized_run_merges_into_its_base_reloaded_unquantized(env, tmp_path, aitraining):
+def test_a_quantized_run_merges_at_the_end_of_training_into_its_base_reloaded_unquantized(env, tmp_path):
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    out = quick_run(env, tmp_path, "quant=int4")
-    result = aitraining("export", str(out), "--merge")
-    assert result.returncode == 0, result.stderr[-2000:]
+    out = quick_run(env, tmp_path, "quant=int4", "export=merged")  # export.merge=true: merged after training
     run = read_run(out)
+    assert run["export"]["merged"] == "merged" and run["export"]["error"] is None
     assert "reloaded unquantized" in run["export"]["merged_into"] and "int4" in run["export"]["merged_into"]
     merged = AutoModelForCausalLM.from_pretrained(out / "merged")
     assert not hasattr(merged.config, "quantization_config") and merged.dtype == torch.float32
