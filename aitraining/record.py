@@ -78,6 +78,17 @@ class ParameterRecord:
 
 
 @dataclass
+class TrackerRecord:
+    """The run's experiment tracker (`logger=`)."""
+
+    kind: Optional[str] = None
+    project: Optional[str] = None
+    name: Optional[str] = None
+    group: Optional[str] = None  # a sweep's jobs: the sweep folder
+    where: Optional[str] = None  # the folder it writes (tensorboard/, wandb/), where it has one
+
+
+@dataclass
 class ExportRecord:
     """What `export=` or `aitraining export` wrote from the run (paths relative to the run folder)."""
 
@@ -127,7 +138,7 @@ class RunRecord:
     versions: dict[str, Optional[str]] = field(default_factory=dict)
     prompt_style: Optional[str] = None  # how a prompt is rendered for this model (choices.PromptStyle)
     samples: Optional[str] = None  # samples.md: the model's and the base model's answers to a few prompts
-    logger: Optional[dict[str, Any]] = None  # the tracker: kind, project, run name, where it wrote
+    logger: Optional[TrackerRecord] = None
     export: ExportRecord = field(default_factory=ExportRecord)
 
     @property
@@ -181,6 +192,7 @@ _NESTED: dict[tuple[type, str], type] = {
     (RunRecord, "loss"): LossRecord,
     (RunRecord, "parameters"): ParameterRecord,
     (RunRecord, "export"): ExportRecord,
+    (RunRecord, "logger"): TrackerRecord,
 }
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from aitraining.choices import LoggerKind
 from aitraining.errors import ConfigError
+from aitraining.record import TrackerRecord
 
 if TYPE_CHECKING:
     from aitraining.config import Config
@@ -45,10 +46,8 @@ class Tracking:
     def tracker(self) -> Tracker:
         return TRACKERS[self.kind]
 
-    def as_record(self) -> dict[str, Any]:
-        where = self.tracker.where(self)
-        return {"kind": self.kind.value, "project": self.project, "name": self.name, "group": self.group,
-                "where": where}  # fmt: skip
+    def as_record(self) -> TrackerRecord:
+        return TrackerRecord(self.kind.value, self.project, self.name, self.group, self.tracker.where(self))
 
     def finish(self) -> None:
         self.tracker.finish()
