@@ -15,6 +15,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(PY) -m aitraining.export.llamacpp .llama.cpp  # llama.cpp's GGUF converter, from llama-cpp-python's sdist
 	touch $@
 
 setup-unsloth: $(UVENV)/.installed
@@ -41,4 +42,4 @@ lint: setup
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
 clean:
-	rm -rf $(VENV) $(UVENV) outputs multirun .pytest_cache
+	rm -rf $(VENV) $(UVENV) outputs multirun .pytest_cache .llama.cpp

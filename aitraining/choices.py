@@ -92,3 +92,30 @@ class DataFormat(Enum):
     preference = "preference"  # prompt (or ShareGPT conversations) + chosen / rejected, for dpo/orpo
     unpaired = "unpaired"  # prompt / completion / label, or messages + label: unpaired preference, for kto
     prompt = "prompt"  # prompts only (prompt, or Alpaca instruction [+ input]) + any other columns, for grpo
+
+
+class LoggerKind(Enum):
+    """`logger=`: where the run's parameters and loss curves go (aitraining/trackers.py)."""
+
+    none = "none"
+    tensorboard = "tensorboard"
+    wandb = "wandb"
+    mlflow = "mlflow"
+    trackio = "trackio"
+
+
+class GgufQuant(Enum):
+    """GGUF file types llama.cpp's tools write (aitraining/export/gguf.py)."""
+
+    f16 = "f16"  # llama.cpp's converter, 16-bit floats
+    q8_0 = "q8_0"  # llama.cpp's converter, 8-bit
+    q4_k_m = "q4_k_m"  # llama.cpp's quantizer on the f16 file (needs llama-cpp-python or llama-quantize)
+
+
+class PromptStyle(Enum):
+    """How a user's message becomes the model's input: the way the run's training data was rendered."""
+
+    chat = "chat"  # the chat template, messages of {role, content}
+    chat_sharegpt = "chat_sharegpt"  # the chat template through Unsloth's ShareGPT mapping: {from, value}
+    alpaca = "alpaca"  # the Alpaca prompt ("### Instruction: ... ### Response:")
+    plain = "plain"  # the text itself (prompt/completion, plain text): the model continues it

@@ -180,6 +180,9 @@ def _composition_error(exc: Exception) -> ConfigError:
     if cause is not exc and key and getattr(cause, "msg", None):  # OmegaConf's own words about one key
         return ConfigError(f"{key}: {str(cause.msg).splitlines()[0].rstrip('.')}.", key=key)
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = str(getattr(cause, "msg", "") or "").strip()
+    if cause is not exc and reason and reason not in str(exc):
+        lines.append(reason.splitlines()[0] + ".")  # OmegaConf's why, e.g. the values an enum allows
     return ConfigError(" ".join(lines[:12]), key=key)
 
 

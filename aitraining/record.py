@@ -78,6 +78,33 @@ class ParameterRecord:
 
 
 @dataclass
+class TrackerRecord:
+    """The run's experiment tracker (`logger=`)."""
+
+    kind: Optional[str] = None
+    project: Optional[str] = None
+    name: Optional[str] = None
+    group: Optional[str] = None  # a sweep's jobs: the sweep folder
+    where: Optional[str] = None  # the folder it writes (tensorboard/, wandb/), where it has one
+
+
+@dataclass
+class ExportRecord:
+    """What `export=` or `aitraining export` wrote from the run (paths relative to the run folder)."""
+
+    merged: Optional[str] = None  # merged/: the adapter merged into the base
+    merged_into: Optional[str] = (
+        None  # what the adapter was merged into (a quantized run: the base reloaded unquantized)
+    )
+    gguf: dict[str, str] = field(default_factory=dict)  # file type -> gguf/<file>
+    gguf_converter: Optional[str] = None  # llama.cpp's converter that wrote them (its folder)
+    hub_repo: Optional[str] = None  # the Hub repo pushed to
+    hub_url: Optional[str] = None  # the commit's URL
+    hub_folder: Optional[str] = None  # what was uploaded (merged/, adapter/ or model/)
+    error: Optional[str] = None  # the export step that failed, and why (the training itself succeeded)
+
+
+@dataclass
 class RunRecord:
     """run.json. A running or failed run fills only what it knew."""
 
@@ -111,6 +138,10 @@ class RunRecord:
     seed: Optional[int] = None
     git: Optional[dict[str, Any]] = None  # commit and dirty flag of the directory the run started from
     versions: dict[str, Optional[str]] = field(default_factory=dict)
+    prompt_style: Optional[str] = None  # how a prompt is rendered for this model (choices.PromptStyle)
+    samples: Optional[str] = None  # samples.md: the model's and the base model's answers to a few prompts
+    logger: Optional[TrackerRecord] = None
+    export: ExportRecord = field(default_factory=ExportRecord)
 
     @property
     def objective(self) -> Optional[float]:
@@ -162,6 +193,8 @@ _NESTED: dict[tuple[type, str], type] = {
     (RunRecord, "accelerator"): AcceleratorRecord,
     (RunRecord, "loss"): LossRecord,
     (RunRecord, "parameters"): ParameterRecord,
+    (RunRecord, "export"): ExportRecord,
+    (RunRecord, "logger"): TrackerRecord,
 }
 
 

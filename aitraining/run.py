@@ -16,7 +16,19 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from aitraining import adapters, chat_templates, data, model_info, record, resolver, unsloth_accel
+from aitraining import (
+    adapters,
+    chat_templates,
+    data,
+    export,
+    inference,
+    model_info,
+    record,
+    resolver,
+    samples,
+    trackers,
+    unsloth_accel,
+)
 from aitraining.choices import Accel
 from aitraining.config import Config
 from aitraining.record import RunRecord, Status
@@ -55,6 +67,7 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     model_type = model_info.model_type(cfg.model)
     decision = resolver.decide(cfg, model_type)
     cfg = resolver.apply(cfg, decision)
+    trackers.check(cfg)  # logger=: its package is installed, or an error naming the extra
 
     # 4. Tokenizer and chat template, then the data made ready before the model loads (the record's
     #    `prepare`: SFT examples tokenized once with their loss masks, preference pairs rendered).
@@ -70,6 +83,7 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         )
         template = mapped or chat_templates.setup(tokenizer, cfg, examples.format)
     prepared = load(spec.prepare)(examples, tokenizer, cfg, template)
+    style = inference.style_for(examples.source_format, examples.is_chat, bool(template and template.renders_sharegpt))
 
     # 5. The model (Unsloth's FastLanguageModel, or transformers + bitsandbytes) and its LoRA.
     log.info("Loading %s (%s) with accel=%s, quant=%s.", cfg.model.name, model_type, cfg.accel.kind.value,
@@ -80,6 +94,8 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     trainer, guard = build.build_trainer(spec, cfg, loaded, tokenizer, prepared.train, prepared.valid, out_dir)
     trainable, total = _parameter_counts(trainer.model)
     initial_adapter = adapters.save_initial(trainer.model, cfg, out_dir)  # PiSSA/OLoRA: needed to convert it
+    sweep_dir = out_dir.parent if context.get("multirun") else None
+    tracking = trackers.attach(trainer, cfg, decision, out_dir, sweep_dir)  # logger=: parameters, run folder
 
     # 7. Train. A NaN/inf loss or weight stops the run with an error and saves nothing.
     run_record = RunRecord(status=Status.running, output_dir=str(out_dir), started=started,
@@ -93,6 +109,8 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         raise
     finally:
         record.remove_if_empty(out_dir / "checkpoints")
+        if tracking is not None:
+            tracking.finish()
 
     # 8. Save: adapter (or full model) with its tokenizer, resolved config, metrics, run.json.
     weights_dir = out_dir / ("adapter" if loaded.peft_config is not None or _is_peft(trainer.model) else "model")
@@ -137,9 +155,27 @@ def run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         seed=cfg.seed,
         git=record.git_state(Path(context.get("cwd", Path.cwd()))),
         versions=record.package_versions(),
+        prompt_style=style.value,
+        logger=tracking.as_record() if tracking is not None else None,
     )
     record.write(out_dir, run_record)
+
+    # 9. Samples: the model's and the base model's answers to a few prompts, in samples.md.
+    finished = inference.finished_run(out_dir)
+    sampler = samples.sampler(cfg, examples, style, tokenizer, out_dir)
+    if sampler is not None:
+        with samples.inference_mode(trainer.model, unsloth=decision.used is Accel.unsloth):
+            sampler.section(
+                trainer.model, f"After training (step {stats.steps})", lambda: inference.load_base(finished)
+            )
+        run_record.samples = sampler.path.name
+        record.write(out_dir, run_record)
     print(record.summary(run_record), flush=True)
+
+    # 10. Export (export=): merged/, GGUF files, the Hub; from the saved run, as `aitraining export` does.
+    if export.wanted(cfg.export):
+        del trainer, loaded  # the training copy of the model, before the export loads the base again
+        run_record.export = export.export(inference.finished_run(out_dir), cfg.export)
     return RunResult(out_dir, run_record)
 
 

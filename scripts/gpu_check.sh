@@ -67,3 +67,13 @@ EOF
 else
   echo "liger: liger-kernel is not installed (pip install 'aitraining[liger]', or its wheel in .whl): skipped"
 fi
+# After training, on the GPU path (issue 15): a quantized Unsloth run merged into its base reloaded
+# unquantized in bf16, then chat through Unsloth's fast inference (adapter) and the merged model.
+RUN="$WORK/runs/unsloth-int4"
+$PY -m aitraining.cli export "$RUN" --merge > "$OUT/export.log" 2>&1; echo "export --merge (int4 run): exit $?"
+grep -E "merged_into|ERROR" "$OUT/export.log" | head -3
+for how in "" "--merged"; do
+  printf 'Name a colour.\nName a fruit.\n' | $PY -m aitraining.cli chat "$RUN" $how --temperature 0 \
+    --max-new-tokens 8 > "$OUT/chat$how.out" 2> "$OUT/chat$how.err"
+  echo "chat $how: exit $? | $(grep -E 'Loaded|ERROR' "$OUT/chat$how.err" | head -1) | $(wc -l < "$OUT/chat$how.out") lines"
+done

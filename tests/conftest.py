@@ -18,6 +18,8 @@ TEST_DATA = REPO / "tests" / "data"
 ALPACA = REPO / "aitraining" / "samples" / "alpaca_en_demo.json"  # shipped with the package
 TEXT = TEST_DATA / "c4_demo.jsonl"  # 64 plain-text rows
 PAIRS = TEST_DATA / "dpo_en_demo.json"  # 64 ShareGPT preference pairs
+# llama.cpp's converter, unpacked by `make setup` (python -m aitraining.export.llamacpp .llama.cpp).
+LLAMA_CPP = Path(os.environ.get("LLAMA_CPP_DIR", REPO / ".llama.cpp"))
 
 
 @dataclass
@@ -91,8 +93,9 @@ def read_run(output_dir: Path) -> dict:
 
 
 # Overrides that make a training run take a few seconds on the tiny model.
+# No samples.md (seconds a run): the tests of samples set trainer.samples themselves.
 QUICK = ["experiment=quickstart", "trainer.max_steps=6", "trainer.logging_steps=2", "data.max_samples=64",
-         "model.max_seq_length=512"]  # fmt: skip
+         "model.max_seq_length=512", "trainer.samples=0"]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the existing tool's CLI

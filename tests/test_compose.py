@@ -11,7 +11,7 @@ from aitraining.compose import compose
 from aitraining.conf_files import CONF_DIR
 from aitraining.config import Accel, Config, PeftKind, Quant, TrainerKind
 
-GROUPS = ["model", "trainer", "accel", "quant", "peft", "data"]
+GROUPS = ["model", "trainer", "accel", "quant", "peft", "data", "logger", "export"]
 
 
 def options(group: str) -> list[str]:

@@ -138,6 +138,10 @@ class Option:
     metavar: Optional[str] = None
     warning: Optional[str] = None
     """Said once (a WARNING line, or a Python warning) when the option is set to true."""
+    environment: Optional[str] = None
+    """The environment variable the value goes to, instead of an override (a secret: never in a file)."""
+    shown_overrides: Optional[str] = None
+    """The README's override cell for an option whose overrides depend on another (to_overrides None)."""
 
     @property
     def flag(self) -> str:
@@ -162,6 +166,10 @@ def _retired_trainer(value: str) -> Optional[tuple[str, str]]:
     from aitraining.trainers.registry import RETIRED
 
     return RETIRED.get(value)
+
+
+def _loggers() -> tuple[str, ...]:
+    return tuple(group_options("logger"))
 
 
 # fmt: off
@@ -239,9 +247,20 @@ OPTIONS: tuple[Option, ...] = (
            _trainer_arg("lr_scheduler_type"), unset="TRL's (linear)", metavar="NAME"),
     Option("auto_convert_dataset", bool, (), "accepted, changes nothing: aitraining always detects the data "
            "format and converts it", _nothing, default=False),
-    Option("merge_adapter", bool, (), "accepted, with a warning: aitraining never merges the adapter", _nothing,
-           default=False, warning="ignored: aitraining keeps the LoRA adapter unmerged in <output folder>/adapter "
-           "(merge it with PeftModel.merge_and_unload() if you need a full model)."),
+    Option("merge_adapter", bool, ("export.merge",), "after training, also merge the LoRA adapter into the base "
+           "model: <output folder>/merged/ (the adapter stays)", _switch("export.merge", "true", "false"),
+           default=False),
+    Option("push_to_hub", bool, ("export.push_to_hub",), "after training, upload the model to a private Hub repo "
+           "USERNAME/PROJECT_NAME with a model card", None, default=False,
+           shown_overrides="export.push_to_hub=[USERNAME/]${project_name}"),
+    Option("username", str, ("export.push_to_hub",), "Hub user or organisation for --push-to-hub", None,
+           unset="the token's own account", metavar="NAME",
+           shown_overrides="export.push_to_hub=NAME/${project_name} (with --push-to-hub)"),
+    Option("token", str, (), "Hub token for --push-to-hub, given to the run as HF_TOKEN and never written to a "
+           "file (better: set HF_TOKEN, or hf auth login)", _nothing, unset="HF_TOKEN or the Hub login",
+           metavar="TOKEN", environment="HF_TOKEN", shown_overrides="environment: HF_TOKEN"),
+    Option("log", str, ("logger",), "experiment tracker (each an optional extra: pip install 'aitraining[NAME]')",
+           _group("logger"), default="none", choices=_loggers),
 )
 # fmt: on
 OPTION = {o.name: o for o in OPTIONS}
@@ -312,9 +331,18 @@ def to_overrides(values: Mapping[str, Any], cwd: Optional[Path] = None) -> list[
             lengths = [n for n in given if n is not None and n != -1]
             if lengths:
                 overrides.append(f"model.max_seq_length={min(lengths)}")
+        elif option.name == "push_to_hub" and values.get("push_to_hub"):
+            # The existing tool's repo: USERNAME/PROJECT_NAME (without --username: the token's own account).
+            owner = values.get("username")
+            overrides.append("export.push_to_hub=" + (f"{hydra_value(owner)}/" if owner else "") + "${project_name}")
         elif option.name in values and option.to_overrides is not None:
             overrides += option.to_overrides(values[option.name], cwd)
     return overrides
+
+
+def environment(values: Mapping[str, Any]) -> dict[str, str]:
+    """Environment variables for the run from options that must not become overrides (the Hub token)."""
+    return {o.environment: str(values[o.name]) for o in OPTIONS if o.environment and values.get(o.name)}
 
 
 # --------------------------------------------------------------------------- errors -> options
@@ -400,7 +428,9 @@ def markdown_table() -> str:
         metavar = "" if option.type is bool else " " + (option.metavar or option.type.__name__.upper())
         if option.choices is not None:
             metavar = " {" + ",".join(option.choices()) + "}"
-        if option.to_overrides is None:
+        if option.shown_overrides:
+            overrides = option.shown_overrides
+        elif option.to_overrides is None:
             overrides = f"model.max_seq_length={metavar.strip()}"
         elif option.type is bool:
             overrides = " ".join(option.to_overrides(True, Path("."))) or "nothing"

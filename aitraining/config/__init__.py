@@ -19,6 +19,8 @@ from omegaconf import MISSING
 from aitraining.choices import Accel, Bnb4bitType, DataFormat, DType, PeftKind, Quant, TrainerKind
 from aitraining.config.accel import AccelConfig
 from aitraining.config.data import DataConfig
+from aitraining.config.export import ExportConfig
+from aitraining.config.logger import LoggerConfig
 from aitraining.config.model import ModelConfig
 from aitraining.config.peft import FULL_PRECISION_INITS, SEVEN_PROJECTIONS, PeftConfig, QuantConfig
 from aitraining.errors import require
@@ -34,6 +36,8 @@ __all__ = [
     "DType",
     "DataConfig",
     "DataFormat",
+    "ExportConfig",
+    "LoggerConfig",
     "ModelConfig",
     "PeftConfig",
     "PeftKind",
@@ -57,6 +61,8 @@ class Config:
     quant: QuantConfig = field(default_factory=QuantConfig)
     peft: PeftConfig = field(default_factory=PeftConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     project_name: str = "aitraining"
     """Names the run; the default output folder is outputs/<project_name>/<time>."""
     output_dir: str = "outputs"
@@ -92,6 +98,12 @@ class Config:
             "model.liger_kernel",
             "model.liger_kernel=true with accel=unsloth: Unsloth brings its own fused kernels. Choose one of them.",
         )
+        require(
+            not self.export.merge or self.peft.kind is PeftKind.lora,
+            "export.merge",
+            "export.merge=true needs peft=lora: a full fine-tune has no adapter to merge (model/ is the whole model).",
+            fix={"peft": "lora"},
+        )
 
 
 # The config groups and their schemas (the trainer's: the base every kind's schema extends).
@@ -102,4 +114,6 @@ GROUP_SCHEMAS: dict[str, type] = {
     "quant": QuantConfig,
     "peft": PeftConfig,
     "data": DataConfig,
+    "logger": LoggerConfig,
+    "export": ExportConfig,
 }

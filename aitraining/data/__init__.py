@@ -36,6 +36,7 @@ class Examples:
     valid: Optional[list[dict[str, Any]]] = None
     sources: list[str] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)  # of the first raw record, for error messages
+    source_format: Optional[DataFormat] = None  # the format read (alpaca), before conversion (prompt_completion)
 
     @property
     def is_chat(self) -> bool:
@@ -144,7 +145,8 @@ def load_examples(cfg: DataConfig, seed: int = 42) -> Examples:
     if cfg.max_samples is not None:
         train = train[: cfg.max_samples]
     columns = sorted(train_records[0].row) if train_records else []
-    return Examples(format=trl_format(fmt, cfg), train=train, valid=valid, sources=sources, columns=columns)
+    return Examples(format=trl_format(fmt, cfg), train=train, valid=valid, sources=sources, columns=columns,
+                    source_format=fmt)  # fmt: skip
 
 
 def check_trainer(kind: TrainerKind, examples: Examples) -> None:

@@ -33,6 +33,8 @@ COMMON_OWNED = {
     "seed": "seed",
     "max_length": "model.max_seq_length",
     "use_liger_kernel": "model.liger_kernel",
+    "report_to": "logger",
+    "run_name": "logger.run_name",
 }
 
 
@@ -58,6 +60,13 @@ class TrainerConfig:
     """Log loss every N optimizer steps."""
     args: dict[str, Any] = field(default_factory=dict)
     """Passed through to TRL's config for this trainer (its record's `trl_config`)."""
+    samples: int = 3
+    """Prompts the model answers at the end of training, into samples.md beside the base model's
+    answers (0: none): trainer.sample_prompts, else the first validation (or training) prompts."""
+    sample_prompts: list[str] = field(default_factory=list)
+    """Your own prompts for samples.md (rendered the way the training data was)."""
+    sample_max_new_tokens: int = 48
+    """Tokens each sample answer may have (greedy decoding)."""
 
     def __post_init__(self) -> None:
         require(self.learning_rate > 0, "trainer.learning_rate",
@@ -76,6 +85,9 @@ class TrainerConfig:
         )
         require(self.logging_steps >= 1, "trainer.logging_steps",
                 f"trainer.logging_steps must be >= 1 (got {self.logging_steps}).")  # fmt: skip
+        require(self.samples >= 0, "trainer.samples", f"trainer.samples must be >= 0 (got {self.samples}).")
+        require(self.sample_max_new_tokens >= 1, "trainer.sample_max_new_tokens",
+                f"trainer.sample_max_new_tokens must be >= 1 (got {self.sample_max_new_tokens}).")  # fmt: skip
         from aitraining.trainers.registry import TRAINERS  # the records name this class's subclasses
 
         record = TRAINERS[self.kind]

@@ -16,6 +16,7 @@ from typing import Any, Optional
 import torch
 from transformers import TrainerCallback
 
+from aitraining import trackers
 from aitraining.config import Config
 from aitraining.errors import TrainingError
 from aitraining.loading import Loaded
@@ -49,7 +50,7 @@ def common_args(cfg: Config, loaded: Loaded, out_dir: Path) -> dict[str, Any]:
         "use_cpu": not torch.cuda.is_available(),
         "bf16": loaded.dtype == "bfloat16",
         "fp16": loaded.dtype == "float16",
-        "report_to": "none",
+        **trackers.trl_args(cfg, out_dir),  # logger=: transformers' integration (report_to), run name, project
         "save_strategy": "no",  # the adapter is saved once, after the loss check
         "eval_strategy": "no",  # evaluated once at the end when there is an eval set
         "disable_tqdm": False,
