@@ -15,8 +15,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
-	$(PY) -m aitraining.export.llamacpp .llama.cpp  # llama.cpp's GGUF converter, from llama-cpp-python's sdist
 	touch $@
+
+# llama.cpp's GGUF converter (from llama-cpp-python's source package), for the GGUF export tests only.
+LLAMA_CPP := .llama.cpp/convert_hf_to_gguf.py
+$(LLAMA_CPP): | $(VENV)/.installed
+	$(PY) -m aitraining.export.llamacpp .llama.cpp
 
 setup-unsloth: $(UVENV)/.installed
 
@@ -30,7 +34,7 @@ $(UVENV)/.installed: requirements.txt requirements-dev.txt requirements-unsloth.
 quickstart: setup
 	$(PY) -m aitraining experiment=quickstart
 
-test: setup setup-unsloth
+test: setup setup-unsloth $(LLAMA_CPP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 	$(UPY) -m pytest -q -m unsloth
