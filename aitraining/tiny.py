@@ -91,7 +91,6 @@ def _sample_texts() -> list[str]:
 def build_tokenizer():
     """A byte-level BPE tokenizer trained on the shipped sample, wrapped for transformers."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -103,8 +102,16 @@ def build_tokenizer():
         show_progress=False,
     )
     tok.train_from_iterator(_sample_texts(), trainer=trainer)
+    return _wrap(tok)
+
+
+def _wrap(tok, **special):
+    """A `tokenizers` tokenizer as transformers' fast tokenizer, with the tiny models' special tokens."""
+    from transformers import PreTrainedTokenizerFast
+
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
+        **special,
         pad_token="<pad>",
         bos_token="<s>",
         eos_token="</s>",
@@ -120,7 +127,6 @@ def build_byte_fallback_tokenizer():
     byte-level one of `build_tokenizer` it refuses, as it refuses any BPE vocabulary it has no hash
     for), so the GGUF export's test model uses it: `build("llama", path, build_byte_fallback_tokenizer())`."""
     from tokenizers import Tokenizer, decoders, models, normalizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>", fuse_unk=True))
     tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
@@ -132,16 +138,7 @@ def build_byte_fallback_tokenizer():
         vocab_size=VOCAB_SIZE, special_tokens=["<unk>", *SPECIAL_TOKENS, *byte_tokens], show_progress=False
     )
     tok.train_from_iterator(_sample_texts(), trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="<unk>",
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
-        chat_template=CHAT_TEMPLATE,
-        model_max_length=131072,
-    )
+    return _wrap(tok, unk_token="<unk>")
 
 
 def build(model_type: str, path: Path, tokenizer=None) -> Path:
