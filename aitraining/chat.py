@@ -61,9 +61,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             raise UsageError(f"--max-new-tokens {options.max_new_tokens}: must be >= 1")
         if options.temperature < 0:
             raise UsageError(f"--temperature {options.temperature}: must be >= 0 (0: greedy)")
-        from aitraining.inference import finished_run
+        from aitraining.inference import finished_run, require_generative
 
         run = finished_run(options.run_dir)  # the folder checked before anything heavy
+        require_generative(run, "chat")
         chat(run, options)
     except UsageError as exc:
         fail(f"{str(exc).removeprefix('argument ')}. See: aitraining chat --help")

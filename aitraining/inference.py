@@ -95,6 +95,20 @@ def finished_run(folder: Path | str) -> FinishedRun:
     return FinishedRun(folder.resolve(), run, weights, saved)
 
 
+def require_generative(run: FinishedRun, command: str) -> None:
+    """`command` (chat, export) needs a model that writes text; a reward model only scores it."""
+    from aitraining.choices import TrainerKind
+    from aitraining.trainers.registry import TRAINERS
+
+    kind = next((k for k in TrainerKind if k.value == run.run.trainer), None)
+    if kind is not None and TRAINERS[kind].sequence_classification:
+        raise RunError(
+            f"{run.folder}: this run trained a reward model (trainer={kind.value}), a scorer that does not "
+            f"generate text, so `aitraining {command}` does not apply. Load it with "
+            "AutoModelForSequenceClassification (and PeftModel for its adapter) to score replies."
+        )
+
+
 # --------------------------------------------------------------------------- prompts
 
 

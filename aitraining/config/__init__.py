@@ -104,6 +104,16 @@ class Config:
             "export.merge=true needs peft=lora: a full fine-tune has no adapter to merge (model/ is the whole model).",
             fix={"peft": "lora"},
         )
+        from aitraining.export import wanted
+        from aitraining.trainers.registry import TRAINERS
+
+        require(
+            not (TRAINERS[self.trainer.kind].sequence_classification and wanted(self.export)),
+            "export",
+            f"trainer={self.trainer.kind.value} trains a scorer (a sequence classifier), which the export's merged "
+            "causal model, GGUF files and Hub model card are not for: leave export=none.",
+            fix={"export": "none"},
+        )
 
 
 # The config groups and their schemas (the trainer's: the base every kind's schema extends).

@@ -126,9 +126,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         args = args[1:]
     try:
         run_dir, cfg = parse(args)
-        from aitraining.inference import finished_run
+        from aitraining.inference import finished_run, require_generative
 
         run = finished_run(run_dir)
+        require_generative(run, "export")
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
         export(run, cfg)
     except UsageError as exc:
