@@ -60,6 +60,11 @@ class DivergedError(TrainingError):
     """The loss or the weights became NaN/inf: nothing of the run is saved or resumed as good."""
 
 
+class RunError(AitrainingError):
+    """A folder given to `aitraining chat` or `export` is not a finished run, or what it asks
+    for cannot be done with it (a missing optional package, a converter that refuses the model)."""
+
+
 def render(problems: tuple[Problem, ...]) -> str:
     """One problem: its message. Several: a count, then one line each."""
     if len(problems) == 1:

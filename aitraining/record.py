@@ -106,6 +106,33 @@ class ParameterRecord:
 
 
 @dataclass
+class TrackerRecord:
+    """The run's experiment tracker (`logger=`)."""
+
+    kind: Optional[str] = None
+    project: Optional[str] = None
+    name: Optional[str] = None
+    group: Optional[str] = None  # a sweep's jobs: the sweep folder
+    where: Optional[str] = None  # the folder it writes (tensorboard/, wandb/), where it has one
+
+
+@dataclass
+class ExportRecord:
+    """What `export=` or `aitraining export` wrote from the run (paths relative to the run folder)."""
+
+    merged: Optional[str] = None  # merged/: the adapter merged into the base
+    merged_into: Optional[str] = (
+        None  # what the adapter was merged into (a quantized run: the base reloaded unquantized)
+    )
+    gguf: dict[str, str] = field(default_factory=dict)  # file type -> gguf/<file>
+    gguf_converter: Optional[str] = None  # llama.cpp's converter that wrote them (its folder)
+    hub_repo: Optional[str] = None  # the Hub repo pushed to
+    hub_url: Optional[str] = None  # the commit's URL
+    hub_folder: Optional[str] = None  # what was uploaded (merged/, adapter/ or model/)
+    error: Optional[str] = None  # the export step that failed, and why (the training itself succeeded)
+
+
+@dataclass
 class RunRecord:
     """run.json. A running or failed run fills only what it knew."""
 
@@ -121,11 +148,13 @@ class RunRecord:
     model: Optional[ModelRecord] = None
     trainer: Optional[str] = None
     peft: Optional[str] = None
+    lora: Optional[dict[str, Any]] = None  # r, alpha, targets, DoRA, rsLoRA, init, modules_to_save, how it was saved
     quant: Optional[str] = None
     accelerator: Optional[AcceleratorRecord] = None
     data: dict[str, Any] = field(default_factory=dict)  # format, sources, counts; the rest depends on the trainer
     parameters: Optional[ParameterRecord] = None
     loss: LossRecord = field(default_factory=LossRecord)
+    results: dict[str, Any] = field(default_factory=dict)  # what the trainer kind reports beyond the loss
     steps: Optional[int] = None
     tokens: Optional[int] = None
     tokens_per_second: Optional[float] = None
@@ -142,6 +171,10 @@ class RunRecord:
     diverged: bool = False  # the loss or weights became NaN/inf: no checkpoint of this run is resumed
     git: Optional[dict[str, Any]] = None  # commit and dirty flag of the directory the run started from
     versions: dict[str, Optional[str]] = field(default_factory=dict)
+    prompt_style: Optional[str] = None  # how a prompt is rendered for this model (choices.PromptStyle)
+    samples: Optional[str] = None  # samples.md: the model's and the base model's answers to a few prompts
+    logger: Optional[TrackerRecord] = None
+    export: ExportRecord = field(default_factory=ExportRecord)
 
     @property
     def objective(self) -> Optional[float]:
@@ -196,6 +229,8 @@ _NESTED: dict[tuple[type, str], type] = {
     (RunRecord, "loss"): LossRecord,
     (RunRecord, "parameters"): ParameterRecord,
     (RunRecord, "kept"): KeptRecord,
+    (RunRecord, "export"): ExportRecord,
+    (RunRecord, "logger"): TrackerRecord,
 }
 
 
@@ -319,6 +354,19 @@ def _fmt(value: Optional[float], spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _results(results: dict[str, Any]) -> str:
+    """`eval_accuracy 0.7500; rewards {answer_match: 0.2500}`: the numbers of a run's results, one line."""
+
+    def show(value: Any) -> str:
+        if isinstance(value, float):
+            return _fmt(value)
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
+        return str(value)
+
+    return "; ".join(f"{k} {show(v)}" for k, v in results.items() if v is not None and not isinstance(v, list))
+
+
 def summary(run: RunRecord) -> str:
     """A one-screen summary of a finished run."""
     assert run.model is not None and run.accelerator is not None and run.parameters is not None
@@ -336,6 +384,7 @@ def summary(run: RunRecord) -> str:
         f"{', '.join(run.data['sources'])}",
         f"loss         {_fmt(loss.train_first)} -> {_fmt(loss.train_last)} over {run.steps} steps"
         + (f" (eval {_fmt(loss.eval)})" if loss.eval is not None else ""),
+        *([f"results      {_results(run.results)}"] if run.results else []),
         f"speed        {_fmt(run.tokens_per_second, ',.0f')} tokens/s; {run.wall_seconds:.1f} s wall"
         + (f"; peak GPU memory {run.peak_gpu_memory_gib:.2f} GiB" if run.peak_gpu_memory_gib else ""),
         f"output       {run.output_dir}",

@@ -37,9 +37,20 @@ HARMLESS = frozenset(
         "trainer.save_steps",
         "trainer.save_total_limit",
         "trainer.eval_steps",
-        "trainer.args.report_to",
         "trainer.args.disable_tqdm",
         "trainer.args.dataloader_num_workers",
+        # What happens after training, and where it is logged to:
+        "trainer.samples",
+        "trainer.sample_prompts",
+        "trainer.sample_max_new_tokens",
+        "logger.kind",
+        "logger.project",
+        "logger.run_name",
+        "export.merge",
+        "export.gguf",
+        "export.push_to_hub",
+        "export.private",
+        "export.llama_cpp",
     }
 )
 CONFIG_FILE = "config.yaml"

@@ -17,7 +17,22 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from aitraining import chat_templates, checkpoints, data, interrupt, model_info, record, resolver, resume, unsloth_accel
+from aitraining import (
+    adapters,
+    chat_templates,
+    checkpoints,
+    data,
+    export,
+    inference,
+    interrupt,
+    model_info,
+    record,
+    resolver,
+    resume,
+    samples,
+    trackers,
+    unsloth_accel,
+)
 from aitraining.checkpoints import Checkpoint
 from aitraining.choices import Accel
 from aitraining.config import Config
@@ -73,6 +88,7 @@ def _run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     if plan is not None:  # the run's own model, data and config, or one line saying what differs
         resume.check_checkpoint(plan, cfg, data_fingerprint)
         resume.check_config(out_dir, OmegaConf.to_container(resolved, enum_to_str=True))
+    trackers.check(cfg)  # logger=: its package is installed, or an error naming the extra
 
     # 4. Tokenizer and chat template, then the data made ready before the model loads (the record's
     #    `prepare`: SFT examples tokenized once with their loss masks, preference pairs rendered).
@@ -88,6 +104,7 @@ def _run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         )
         template = mapped or chat_templates.setup(tokenizer, cfg, examples.format)
     prepared = load(spec.prepare)(examples, tokenizer, cfg, template)
+    style = inference.style_for(examples.source_format, examples.is_chat, bool(template and template.renders_sharegpt))
 
     # 5. The model (Unsloth's FastLanguageModel, or transformers + bitsandbytes) and its LoRA, seeded
     #    first: the same config gives the same adapter and the same run.
@@ -122,6 +139,9 @@ def _run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
     trainer, guard = build.build_trainer(spec, cfg, loaded, tokenizer, prepared.train, prepared.valid, out_dir,
                                          marker, on_checkpoint=checkpointed)  # fmt: skip
     trainable, total = _parameter_counts(trainer.model)
+    initial_adapter = adapters.save_initial(trainer.model, cfg, out_dir)  # PiSSA/OLoRA: needed to convert it
+    sweep_dir = out_dir.parent if context.get("multirun") else None
+    tracking = trackers.attach(trainer, cfg, decision, out_dir, sweep_dir)  # logger=: parameters, run folder
 
     # 7. Train, from the checkpoint when resuming. A NaN/inf loss or weight stops the run with an error
     #    and saves nothing; SIGTERM/SIGINT stop it after a checkpoint of the current step.
@@ -149,10 +169,12 @@ def _run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         raise
     finally:
         record.remove_if_empty(checkpoints.folder(out_dir))
+        if tracking is not None:
+            tracking.finish()
 
     # 8. Save: adapter (or full model) with its tokenizer, resolved config, metrics, run.json.
     weights_dir = out_dir / ("adapter" if loaded.peft_config is not None or _is_peft(trainer.model) else "model")
-    trainer.model.save_pretrained(weights_dir)
+    adapters.save(trainer.model, weights_dir, initial_adapter)
     tokenizer.save_pretrained(weights_dir)
     record.write_json(out_dir / "metrics.json", stats.log_history)
     segment.ended, segment.status, segment.end_step = time.time(), Status.succeeded.value, stats.steps
@@ -167,7 +189,8 @@ def _run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         overrides=context.get("overrides", []),
         model=record.ModelRecord(name=cfg.model.name, path=model_path, type=model_type, dtype=loaded.dtype),
         trainer=cfg.trainer.kind.value,
-        peft=f"LoRA r={cfg.peft.r} on {loaded.target_modules}" if weights_dir.name == "adapter" else "full",
+        peft=adapters.describe(cfg, loaded.target_modules) if weights_dir.name == "adapter" else "full",
+        lora=adapters.record(cfg, loaded.target_modules, trainer.model) if weights_dir.name == "adapter" else None,
         quant=cfg.quant.kind.value,
         accelerator=record.AcceleratorRecord(**decision.as_dict()),
         data={
@@ -179,6 +202,7 @@ def _run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         },
         parameters=record.ParameterRecord(trainable=trainable, total=total),
         loss=record.LossRecord(stats.train_loss_first, stats.train_loss_last, stats.eval_loss),
+        results=load(spec.results)(cfg, stats.log_history) if spec.results else {},
         steps=stats.steps,
         tokens=stats.tokens,
         tokens_per_second=stats.tokens_per_second,
@@ -194,9 +218,27 @@ def _run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
         kept=_kept(cfg, stats),
         git=record.git_state(Path(context.get("cwd", Path.cwd()))),
         versions=record.package_versions(),
+        prompt_style=style.value,
+        logger=tracking.as_record() if tracking is not None else None,
     )
     record.write(out_dir, run_record)
+
+    # 9. Samples: the model's and the base model's answers to a few prompts, in samples.md.
+    finished = inference.finished_run(out_dir)
+    sampler = samples.sampler(cfg, examples, style, tokenizer, out_dir)
+    if sampler is not None:
+        with samples.inference_mode(trainer.model, unsloth=decision.used is Accel.unsloth):
+            sampler.section(
+                trainer.model, f"After training (step {stats.steps})", lambda: inference.load_base(finished)
+            )
+        run_record.samples = sampler.path.name
+        record.write(out_dir, run_record)
     print(record.summary(run_record), flush=True)
+
+    # 10. Export (export=): merged/, GGUF files, the Hub; from the saved run, as `aitraining export` does.
+    if export.wanted(cfg.export):
+        del trainer, loaded  # the training copy of the model, before the export loads the base again
+        run_record.export = export.export(inference.finished_run(out_dir), cfg.export)
     return RunResult(out_dir, run_record)
 
 

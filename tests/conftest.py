@@ -22,6 +22,8 @@ TEST_DATA = REPO / "tests" / "data"
 ALPACA = REPO / "aitraining" / "samples" / "alpaca_en_demo.json"  # shipped with the package
 TEXT = TEST_DATA / "c4_demo.jsonl"  # 64 plain-text rows
 PAIRS = TEST_DATA / "dpo_en_demo.json"  # 64 ShareGPT preference pairs
+# llama.cpp's converter, unpacked by `make setup` (python -m aitraining.export.llamacpp .llama.cpp).
+LLAMA_CPP = Path(os.environ.get("LLAMA_CPP_DIR", REPO / ".llama.cpp"))
 
 
 @dataclass
@@ -74,13 +76,30 @@ def run_command(command: list[str], cwd: Path, env: dict[str, str], extra_env: d
     return Result(done.returncode, done.stdout, done.stderr)
 
 
+@pytest.fixture(scope="session")
+def tokenizer_path(cache_dir) -> Path:
+    """The tiny llama's folder (its tokenizer: byte-level BPE, ChatML template with generation marks)."""
+    from aitraining import tiny
+
+    return tiny.ensure_tiny("tiny:llama")
+
+
+@pytest.fixture
+def tokenizer(tokenizer_path):
+    """A fresh copy of the tiny llama's tokenizer (tests may change its chat template)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer_path)
+
+
 def read_run(output_dir: Path) -> dict:
     return json.loads((output_dir / "run.json").read_text())
 
 
 # Overrides that make a training run take a few seconds on the tiny model.
+# No samples.md (seconds a run): the tests of samples set trainer.samples themselves.
 QUICK = ["experiment=quickstart", "trainer.max_steps=6", "trainer.logging_steps=2", "data.max_samples=64",
-         "model.max_seq_length=512"]  # fmt: skip
+         "model.max_seq_length=512", "trainer.samples=0"]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the existing tool's CLI

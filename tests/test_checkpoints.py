@@ -213,7 +213,7 @@ def test_changes_that_alter_the_run_are_listed_harmless_ones_allowed(tmp_path):
     out = fake_run(tmp_path / "run")
     harmless = ["trainer.logging_steps=1", "trainer.save_steps=7", "trainer.save_total_limit=5",
                 "trainer.eval_steps=3", "project_name=renamed", "resume=true", "output_dir=/elsewhere",
-                "+trainer.args.report_to=none"]  # fmt: skip
+                "logger=tensorboard", "export=merged", "trainer.samples=0"]  # fmt: skip
     resume.check_config(out, resolved(*harmless))
     with pytest.raises(ConfigError) as caught:
         resume.check_config(out, resolved("trainer.learning_rate=1e-4", "peft.r=8", "seed=1", "model.name=tiny:qwen2",
@@ -228,7 +228,7 @@ def test_changes_that_alter_the_run_are_listed_harmless_ones_allowed(tmp_path):
 
 
 def test_every_harmless_key_exists():
-    flat = resume._flat(resolved("+trainer.args.report_to=none", "+trainer.args.disable_tqdm=true",
+    flat = resume._flat(resolved("+trainer.args.disable_tqdm=true",
                                  "+trainer.args.dataloader_num_workers=0"))  # fmt: skip
     assert resume.HARMLESS <= set(flat), resume.HARMLESS - set(flat)
 

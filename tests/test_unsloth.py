@@ -168,3 +168,30 @@ def test_sharegpt_mapping_trains_through_unsloth(cli, tmp_path):
     run = read_run(out)
     assert run["accelerator"]["used"] == "unsloth"
     assert run["data"]["chat_template"] == "unsloth:chatml (ShareGPT mapping)"
+
+
+def test_sharegpt_mapping_with_tool_turns_trains_through_the_templates_tool_support(cli, tmp_path):
+    """Unsloth's get_chat_template(mapping=...) maps roles and keys only (no tool roles, no tools): tool
+    data asked onto that road is converted to messages with tool calls instead, and a warning says why."""
+    from test_chat_data import GLAIVE
+
+    result, out = train(cli, tmp_path, f"data.path={GLAIVE}", "data.use_sharegpt_mapping=true",
+                        "model.chat_template=qwen2.5", "model.max_seq_length=2048", "trainer.max_steps=2",
+                        "trainer.batch_size=2", "data.max_samples=8")  # fmt: skip
+    assert result.returncode == 0, result.output[-3000:]
+    assert "cannot render; they are converted to messages with tool calls" in result.output
+    run = read_run(out)
+    assert run["accelerator"]["used"] == "unsloth"
+    assert run["data"]["format"] == "messages" and run["data"]["chat_template"] == "built-in qwen2.5"
+
+
+def test_chat_and_samples_of_an_unsloth_run_use_its_fast_inference(cli, env, tmp_path):
+    result, out = train(cli, tmp_path, "trainer.samples=1", "trainer.sample_max_new_tokens=4")
+    assert result.returncode == 0, result.output[-3000:]
+    assert read_run(out)["samples"] == "samples.md" and "**Base model**" in (out / "samples.md").read_text()
+    done = subprocess.run([sys.executable, "-m", "aitraining.cli", "chat", str(out), "--temperature", "0",
+                           "--max-new-tokens", "4"], input="Name a colour.\nName a fruit.\n", capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "adapter/ with Unsloth's fast inference" in done.stderr
+    assert done.stdout.count("\n") == 2

@@ -88,7 +88,7 @@ class _Params:
 
 LLMTrainingParams = make_dataclass(
     "LLMTrainingParams",
-    [(o.name, o.annotation, field(default=o.default)) for o in options.OPTIONS],
+    [(o.name, o.annotation, field(default=o.default, repr=o.environment is None)) for o in options.OPTIONS],
     bases=(_Params,),
     init=False,
 )
@@ -156,6 +156,7 @@ class AutoTrainProject:
         else:  # pin the fresh outputs/<project>/<time> folder, so that the job knows where it is
             output_dir = (cwd / config.output_dir).absolute()
             overrides.append(f"output_dir={options.hydra_value(str(output_dir))}")
+        os.environ.update(options.environment(self.params.values()))  # token=: the run's HF_TOKEN, in no file
         code = _run_child(overrides, cwd) if self.process else _run_here(overrides)
         job = TrainingJob(output_dir=output_dir, returncode=code, overrides=overrides)
         if code != 0:

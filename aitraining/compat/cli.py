@@ -24,6 +24,7 @@ from aitraining.compat.options import (
     Option,
     ParamsError,
     coerce,
+    environment,
     existing_defaults,
     explain,
     hydra_value,
@@ -245,6 +246,7 @@ def prepare(argv: Sequence[str], cwd: Path) -> Optional[list[str]]:
     if request is None:
         return None
     overrides = to_overrides(request.values, cwd) + request.passthrough
+    os.environ.update(environment(request.values))  # --token: the run's HF_TOKEN, never an override
     for option in OPTIONS:
         if option.warning and request.values.get(option.name) in option.warn_values:
             sys.stderr.write(f"WARNING: {option.flag}: {option.warning}\n")

@@ -20,8 +20,10 @@ from omegaconf import MISSING
 from aitraining.choices import Accel, Bnb4bitType, DataFormat, DType, PeftKind, Quant, TrainerKind
 from aitraining.config.accel import AccelConfig
 from aitraining.config.data import DataConfig
+from aitraining.config.export import ExportConfig
+from aitraining.config.logger import LoggerConfig
 from aitraining.config.model import ModelConfig
-from aitraining.config.peft import SEVEN_PROJECTIONS, PeftConfig, QuantConfig
+from aitraining.config.peft import FULL_PRECISION_INITS, SEVEN_PROJECTIONS, PeftConfig, QuantConfig
 from aitraining.errors import require
 from aitraining.trainers.base import TrainerConfig
 
@@ -35,6 +37,8 @@ __all__ = [
     "DType",
     "DataConfig",
     "DataFormat",
+    "ExportConfig",
+    "LoggerConfig",
     "ModelConfig",
     "PeftConfig",
     "PeftKind",
@@ -58,6 +62,8 @@ class Config:
     quant: QuantConfig = field(default_factory=QuantConfig)
     peft: PeftConfig = field(default_factory=PeftConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     project_name: str = "aitraining"
     """Names the run; the default output folder is outputs/<project_name>/<time>."""
     output_dir: str = "outputs"
@@ -92,6 +98,34 @@ class Config:
             f"quant={self.quant.kind.value} needs peft=lora: quantized weights cannot be fully fine-tuned.",
             fix={"peft": "lora"},
         )
+        init = self.peft.init_lora_weights
+        require(
+            self.quant.kind is Quant.none or self.peft.kind is PeftKind.none or init not in FULL_PRECISION_INITS,
+            "peft.init_lora_weights",
+            f"peft.init_lora_weights={init.value} needs full-precision base weights (quant={self.quant.kind.value}): "
+            "PEFT computes it from the unquantized weights. Use quant=none, or init_lora_weights=default or gaussian.",
+        )
+        require(
+            not (self.model.liger_kernel and self.accel.kind is Accel.unsloth),
+            "model.liger_kernel",
+            "model.liger_kernel=true with accel=unsloth: Unsloth brings its own fused kernels. Choose one of them.",
+        )
+        require(
+            not self.export.merge or self.peft.kind is PeftKind.lora,
+            "export.merge",
+            "export.merge=true needs peft=lora: a full fine-tune has no adapter to merge (model/ is the whole model).",
+            fix={"peft": "lora"},
+        )
+        from aitraining.export import wanted
+        from aitraining.trainers.registry import TRAINERS
+
+        require(
+            not (TRAINERS[self.trainer.kind].sequence_classification and wanted(self.export)),
+            "export",
+            f"trainer={self.trainer.kind.value} trains a scorer (a sequence classifier), which the export's merged "
+            "causal model, GGUF files and Hub model card are not for: leave export=none.",
+            fix={"export": "none"},
+        )
         require(
             isinstance(self.resume, bool) or (isinstance(self.resume, str) and self.resume.strip() != ""),
             "resume",
@@ -113,4 +147,6 @@ GROUP_SCHEMAS: dict[str, type] = {
     "quant": QuantConfig,
     "peft": PeftConfig,
     "data": DataConfig,
+    "logger": LoggerConfig,
+    "export": ExportConfig,
 }

@@ -40,6 +40,9 @@ COMMON_OWNED = {
     "resume_from_checkpoint": "resume",
     "seed": "seed",
     "max_length": "model.max_seq_length",
+    "use_liger_kernel": "model.liger_kernel",
+    "report_to": "logger",
+    "run_name": "logger.run_name",
 }
 
 
@@ -79,6 +82,13 @@ class TrainerConfig:
     (run.json `kept` says which); evaluates at each checkpoint (eval_steps null or = save_steps)."""
     args: dict[str, Any] = field(default_factory=dict)
     """Passed through to TRL's config for this trainer (its record's `trl_config`)."""
+    samples: int = 3
+    """Prompts the model answers at the end of training, into samples.md beside the base model's
+    answers (0: none): trainer.sample_prompts, else the first validation (or training) prompts."""
+    sample_prompts: list[str] = field(default_factory=list)
+    """Your own prompts for samples.md (rendered the way the training data was)."""
+    sample_max_new_tokens: int = 48
+    """Tokens each sample answer may have (greedy decoding)."""
 
     def __post_init__(self) -> None:
         require(self.learning_rate > 0, "trainer.learning_rate",
@@ -98,6 +108,9 @@ class TrainerConfig:
         require(self.logging_steps >= 1, "trainer.logging_steps",
                 f"trainer.logging_steps must be >= 1 (got {self.logging_steps}).")  # fmt: skip
         self._check_checkpoints()
+        require(self.samples >= 0, "trainer.samples", f"trainer.samples must be >= 0 (got {self.samples}).")
+        require(self.sample_max_new_tokens >= 1, "trainer.sample_max_new_tokens",
+                f"trainer.sample_max_new_tokens must be >= 1 (got {self.sample_max_new_tokens}).")  # fmt: skip
         from aitraining.trainers.registry import TRAINERS  # the records name this class's subclasses
 
         record = TRAINERS[self.kind]
@@ -188,6 +201,15 @@ class TrainerSpec:
     """TRL config keys its fields set -> the aitraining key to set instead (refused in trainer.args)."""
     trainer_kwargs: str | None = None
     """`module:function` (cfg, loaded) -> extra keyword arguments for TRL's trainer (e.g. a reference model)."""
+    sequence_classification: bool = False
+    """Trains a sequence classifier with one output (a reward model): AutoModelForSequenceClassification,
+    LoRA task SEQ_CLS (its score head trains in full and is saved with the adapter)."""
+    results: str | None = None
+    """`module:function` (cfg, log_history) -> what the run reports beyond the loss (run.json `results`)."""
+    example: str = ""
+    """One example command line (the README's trainer table)."""
+    logs: str = ""
+    """What it logs beyond the loss, in metrics.json (the README's trainer table)."""
 
     def check_args(self, args: Mapping[str, Any]) -> None:
         """`trainer.args`: each key a field of TRL's config for this kind, none that aitraining sets."""

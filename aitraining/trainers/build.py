@@ -17,12 +17,13 @@ from typing import Any, Optional
 import torch
 from transformers import EarlyStoppingCallback, TrainerCallback, set_seed
 
-from aitraining import checkpoints, interrupt
+from aitraining import checkpoints, interrupt, trackers
 from aitraining.checkpoints import Checkpoint
 from aitraining.config import Config
 from aitraining.errors import DivergedError
 from aitraining.loading import Loaded
 from aitraining.trainers.base import TrainerSpec, load
+from aitraining.trainers.registry import trl_fields
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,11 @@ def common_args(cfg: Config, loaded: Loaded, out_dir: Path, has_eval: bool) -> d
         "seed": cfg.seed,
         "data_seed": cfg.seed,
         "max_length": cfg.model.max_seq_length,
+        "use_liger_kernel": cfg.model.liger_kernel,
         "use_cpu": not torch.cuda.is_available(),
         "bf16": loaded.dtype == "bfloat16",
         "fp16": loaded.dtype == "float16",
-        "report_to": "none",
+        **trackers.trl_args(cfg, out_dir),  # logger=: transformers' integration (report_to), run name, project
         # Checkpoints in the Trainer's own format; aitraining marks each complete, then rotates
         # (Checkpointing below), so the Trainer deletes none itself.
         "save_strategy": "steps" if t.save_steps else "no",
@@ -74,8 +76,11 @@ def common_args(cfg: Config, loaded: Loaded, out_dir: Path, has_eval: bool) -> d
 
 
 def trl_args(spec: TrainerSpec, cfg: Config, loaded: Loaded, out_dir: Path, has_eval: bool) -> dict[str, Any]:
-    """TRL config keyword arguments: the common ones, the record's own, then `trainer.args` on top."""
-    return {**common_args(cfg, loaded, out_dir, has_eval), **spec.config_args(cfg), **cfg.trainer.args}
+    """TRL config keyword arguments: the common ones its config has (GRPOConfig has no max_length),
+    the record's own, then `trainer.args` on top."""
+    fields = trl_fields(spec.trl_config)
+    common = {k: v for k, v in common_args(cfg, loaded, out_dir, has_eval).items() if k in fields}
+    return {**common, **spec.config_args(cfg), **cfg.trainer.args}
 
 
 class NonFiniteLossGuard(TrainerCallback):
