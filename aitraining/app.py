@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from aitraining import compose, dist
 from aitraining.conf_files import CONF_DIR, CONFIG_NAME, group_options
 from aitraining.errors import AitrainingError, ConfigError
+from aitraining.interrupt import Interrupted
 
 log = logging.getLogger("aitraining")
 
@@ -58,6 +59,9 @@ def _context() -> dict[str, Any]:
         "cwd": hc.runtime.cwd,
         "multirun": hc.mode == RunMode.MULTIRUN,
         "output_dir": hc.runtime.output_dir,
+        "config_dir": next(  # --config-dir, for the command that resumes the run
+            (s.path for s in hc.runtime.config_sources if s.provider == "command-line" and s.schema == "file"), None
+        ),
     }
 
 
@@ -107,6 +111,11 @@ def hydra_app(cfg: DictConfig) -> Optional[float]:
         from aitraining.run import run  # after validation: keeps `--cfg`, errors and --help fast
 
         return run(config, out_dir.resolve(), context).objective
+    except Interrupted as exc:  # run.json says interrupted and how to resume
+        log.warning("%s", exc)
+        if exc.requeue:
+            return None  # a launcher's stop (aitraining/launcher.py): it requeues the job, which resumes
+        sys.exit(exc.exit_code)  # 128 + the signal's number; in a sweep, the sweep stops here too
     except Exception as exc:
         if context["multirun"]:
             record_job_failure(exc, context)  # the sweep goes on; main() exits non-zero at its end

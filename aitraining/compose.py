@@ -27,7 +27,7 @@ from aitraining.conf_files import CONF_DIR, CONFIG_NAME
 from aitraining.config import GROUP_SCHEMAS, Config
 from aitraining.errors import ConfigError, Problem, closest, collecting
 from aitraining.trainers.base import TrainerConfig
-from aitraining.trainers.registry import TRAINERS
+from aitraining.trainers.registry import TRAINERS, retired
 
 SCHEMA_NAME = "aitraining_schema"
 TRAINER_SCHEMA_GROUP = "schema/trainer"
@@ -62,7 +62,9 @@ def _group_fields(group: str) -> dict[str, Any]:
     if group == "trainer":
         merged: dict[str, Any] = {}
         for spec in TRAINERS.values():
-            merged.update(_fields(spec.schema))
+            for name, kind in _fields(spec.schema).items():
+                # a key whose type differs between kinds (loss_type) is left to the composition to check
+                merged[name] = kind if merged.get(name, kind) == kind else Any
         return merged
     return _fields(GROUP_SCHEMAS[group])
 
@@ -119,6 +121,8 @@ def override_problems(argv: Sequence[str]) -> list[Problem]:
                                              f"Top-level keys: {', '.join(sorted(top_level))}."))  # fmt: skip
             elif parts[0] in ("seed", "overwrite") and not raw_key.startswith("~"):
                 problems += _value_problems(key, _fields(Config)[parts[0]], value, sweep)
+            elif parts[0] == "trainer":
+                problems += [Problem("trainer", m) for v in value.split(",") if (m := retired(v.strip(), "trainer="))]
             continue
         if parts[0] not in GROUP_SCHEMAS:
             hint = f"{closest(parts[0], GROUP_SCHEMAS)} Groups: {', '.join(GROUP_SCHEMAS)}."
@@ -175,9 +179,14 @@ def _composition_error(exc: Exception) -> ConfigError:
         field = key.split(".", 1)[1]
         owners = [s.kind.value for s in TRAINERS.values() if field in _fields(s.schema)]
         this = [s.kind.value for s in TRAINERS.values() if s.schema is object_type]
-        if owners and this:
+        if owners and this and this[0] not in owners:
             return ConfigError(f"{key} applies to trainer={', '.join(owners)} only, not to trainer={this[0]}.", key=key)
+    if cause is not exc and key and getattr(cause, "msg", None):  # OmegaConf's own words about one key
+        return ConfigError(f"{key}: {str(cause.msg).splitlines()[0].rstrip('.')}.", key=key)
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = str(getattr(cause, "msg", "") or "").strip()
+    if cause is not exc and reason and reason not in str(exc):
+        lines.append(reason.splitlines()[0] + ".")  # OmegaConf's why, e.g. the values an enum allows
     return ConfigError(" ".join(lines[:12]), key=key)
 
 

@@ -135,12 +135,26 @@ def start() -> World:
 
     # As the trainer will (TrainingArguments(use_cpu=not cuda)): gloo on CPU, nccl on GPUs.
     PartialState(cpu=not torch.cuda.is_available())
+    if not torch.cuda.is_available():
+        _cpu_ranks_load()
     atexit.register(_leave)
     stamp = [float(os.environ.get(LAUNCH_TIME_ENV) or time.time())]
     torch.distributed.broadcast_object_list(stamp, src=0)
     os.environ[LAUNCH_TIME_ENV] = repr(stamp[0])
     _started = here
     return here
+
+
+def _cpu_ranks_load() -> None:
+    """On CPU processes the Trainer loads a checkpoint's optimizer with map_location=args.device, which
+    is `cpu:<rank>` there, a location torch.load does not know (transformers' _load_optimizer_and_scheduler):
+    storages tagged `cpu:N` load onto the CPU. GPU runs (cuda:N) never take this path."""
+    import torch.serialization
+
+    def cpu_n(storage, location: str):
+        return storage if location.startswith("cpu:") else None
+
+    torch.serialization.register_package(30, lambda obj: None, cpu_n)
 
 
 def _leave() -> None:
@@ -253,6 +267,28 @@ def everywhere(step: Callable[[], T]) -> T:
     return result
 
 
+def any_process(flag: bool) -> bool:
+    """True in every process when it is true in any (a stop asked for: all stop at the same step,
+    instead of one waiting for the others in the next collective). One small all-reduce."""
+    if not _active():
+        return flag
+    import torch
+    import torch.distributed as td
+
+    device = f"cuda:{current().local_rank}" if td.get_backend() == "nccl" else "cpu"
+    value = torch.tensor([1 if flag else 0], device=device)
+    td.all_reduce(value, op=td.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def barrier() -> None:
+    """Wait until every process is here (e.g. all wrote their part of a checkpoint)."""
+    if _active():
+        import torch.distributed as td
+
+        td.barrier()
+
+
 # --------------------------------------------------------------------------- the strategy
 
 
@@ -326,6 +362,11 @@ def export_launch_env(cfg: Config) -> None:
     elif kind in ZERO_STAGES:
         os.environ.setdefault("ACCELERATE_USE_DEEPSPEED", "true")
         os.environ.setdefault("ACCELERATE_DEEPSPEED_ZERO_STAGE", str(ZERO_STAGES[kind]))
+
+
+def sharded(cfg: Config) -> bool:
+    """Whether the weights are split over the processes (dist=fsdp, zero3): saving them gathers."""
+    return cfg.dist.kind in SHARDED
 
 
 def trainer_args(cfg: Config) -> dict[str, Any]:

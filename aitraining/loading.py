@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from aitraining import dist, unsloth_accel
+from aitraining import adapters, dist, unsloth_accel
 from aitraining.choices import Accel, DType, PeftKind, Quant
 from aitraining.config import SEVEN_PROJECTIONS, Config
 from aitraining.errors import ConfigError
+from aitraining.trainers.registry import TRAINERS
 
 log = logging.getLogger(__name__)
 
@@ -80,27 +81,16 @@ def resolve_target_modules(requested: list[str], available: set[str], model_type
             ", ".join(missing),
         )
         return "all-linear"
-    missing = [m for m in requested if m not in available]
-    if missing:
-        raise ConfigError(
-            f"peft.target_modules: the model has no module named {missing}. "
-            f"Its modules include: {', '.join(sorted(available)[:40])}; or use all-linear.",
-            key="peft.target_modules",
-        )
+    adapters.check_modules("peft.target_modules", requested, available, "; or use all-linear")
     return list(requested)
 
 
 def lora_config(cfg: Config, target_modules):
     from peft import LoraConfig
 
-    return LoraConfig(
-        r=cfg.peft.r,
-        lora_alpha=cfg.peft.alpha,
-        lora_dropout=cfg.peft.dropout,
-        target_modules=target_modules,
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    # A reward model's LoRA is SEQ_CLS: PEFT then trains and saves its score head in full.
+    task = "SEQ_CLS" if TRAINERS[cfg.trainer.kind].sequence_classification else "CAUSAL_LM"
+    return LoraConfig(**adapters.lora_kwargs(cfg), target_modules=target_modules, task_type=task)
 
 
 def load_tokenizer(cfg: Config, path: str):
@@ -118,11 +108,15 @@ def load_tokenizer(cfg: Config, path: str):
 
 
 def load_standard(cfg: Config, path: str, model_type: str) -> Loaded:
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     dtype = torch_dtype(cfg.model.dtype)
-    model = AutoModelForCausalLM.from_pretrained(
+    # A reward model: a sequence classifier with one output, the score (its head starts untrained).
+    head = {"num_labels": 1} if TRAINERS[cfg.trainer.kind].sequence_classification else {}
+    auto_class = AutoModelForSequenceClassification if head else AutoModelForCausalLM
+    model = auto_class.from_pretrained(
         path,
+        **head,
         dtype=dtype,
         quantization_config=quantization_config(cfg, dtype),
         device_map=dist.device_map(cfg),  # a quantized model under DDP: this process's GPU
@@ -132,7 +126,13 @@ def load_standard(cfg: Config, path: str, model_type: str) -> Loaded:
     )
     if cfg.peft.kind is PeftKind.none:
         return Loaded(model, None, dtype_name(dtype), None)
+    if head and cfg.quant.kind is not Quant.none and hasattr(model, "score"):
+        # TRL keeps a quantized model's trainable weights in bfloat16 (QLoRA), the score head included;
+        # LoRA layers cast their input to match, a plain Linear head does not. Its copy in the adapter
+        # (modules_to_save) is a deep copy, so it keeps this hook.
+        model.score.register_forward_pre_hook(lambda module, args: (args[0].to(module.weight.dtype), *args[1:]))
     targets = resolve_target_modules(list(cfg.peft.target_modules), module_names(model), model_type)
+    adapters.check_modules("peft.modules_to_save", list(cfg.peft.modules_to_save), module_names(model))
     return Loaded(model, lora_config(cfg, targets), dtype_name(dtype), targets)
 
 
@@ -142,5 +142,31 @@ LOADERS: dict[Accel, Callable[[Config, str, str], Loaded]] = {
 }
 
 
+def liger_problem(has_gpu: bool, installed: bool) -> Optional[str]:
+    """Why model.liger_kernel=true cannot run here; None when it can."""
+    if not has_gpu:
+        return (
+            "model.liger_kernel=true needs a CUDA GPU: Liger's kernels are Triton GPU kernels, and no GPU was found. "
+            "Set model.liger_kernel=false."
+        )
+    if not installed:
+        return "model.liger_kernel=true needs the liger-kernel package: pip install 'aitraining[liger]'."
+    return None
+
+
+def check_liger(cfg: Config) -> None:
+    """Before the weights load: Liger's kernels asked for where they cannot run is an error, not a crash later."""
+    if not cfg.model.liger_kernel:
+        return
+    import importlib.util
+
+    import torch
+
+    problem = liger_problem(torch.cuda.is_available(), importlib.util.find_spec("liger_kernel") is not None)
+    if problem:
+        raise ConfigError(problem, key="model.liger_kernel")
+
+
 def load_model(cfg: Config, path: str, model_type: str) -> Loaded:
+    check_liger(cfg)
     return LOADERS[cfg.accel.kind](cfg, path, model_type)

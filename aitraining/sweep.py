@@ -45,7 +45,7 @@ class Job:
 
     name: str  # the job's folder under the sweep folder (its number)
     folder: Path
-    status: str  # succeeded | failed | running (still, or stopped without a word) | missing (no run.json)
+    status: str  # succeeded | failed | interrupted | running (still, or killed) | missing (no run.json)
     overrides: list[str] = field(default_factory=list)
     train_loss: Optional[float] = None
     eval_loss: Optional[float] = None

@@ -18,6 +18,7 @@ import importlib.util
 import logging
 from typing import TYPE_CHECKING, Optional
 
+from aitraining import adapters
 from aitraining.chat_templates import Template
 from aitraining.choices import DataFormat, PeftKind, Quant
 
@@ -90,13 +91,13 @@ def load(cfg: Config, path: str, model_type: str) -> Loaded:
     if cfg.peft.kind is PeftKind.none:
         return Loaded(model, None, dtype_name(dtype), None)
     targets = resolve_target_modules(list(cfg.peft.target_modules), module_names(model), model_type)
+    adapters.check_modules("peft.modules_to_save", list(cfg.peft.modules_to_save), module_names(model))
+    # DoRA, rsLoRA, the initialisation and modules_to_save go through as PEFT arguments (use_dora via
+    # get_peft_model's **kwargs, which it hands to LoraConfig).
     model = FastLanguageModel.get_peft_model(
         model,
-        r=cfg.peft.r,
-        lora_alpha=cfg.peft.alpha,
-        lora_dropout=cfg.peft.dropout,
+        **adapters.lora_kwargs(cfg),
         target_modules=targets,
-        bias="none",
         use_gradient_checkpointing="unsloth" if cfg.trainer.gradient_checkpointing else False,
         random_state=cfg.seed,
     )

@@ -80,7 +80,7 @@ def test_llm_help_lists_every_flag_and_its_key(console):
     out = console("llm", "--help").stdout
     for option in OPTIONS:
         assert option.flag in out
-    assert "--print-config" in out and "--config" in out and "{default,dpo,orpo,sft}" in out
+    assert "--print-config" in out and "--config" in out and "{default,dpo,grpo,kto,orpo,reward,sft,simpo}" in out
 
 
 def test_readme_flag_table_is_generated_from_the_declaration():
@@ -172,7 +172,7 @@ def test_every_flag_maps_to_its_hydra_key(tmp_path):
 def test_more_of_the_existing_tools_flags(console):
     flags = (
         "--max-samples 10 --logging-steps 5 --disable-gradient-checkpointing --warmup-ratio 0.1 --weight-decay 0.01 "
-        "--max-grad-norm 0.5 --optimizer adamw_torch --scheduler cosine --auto-convert-dataset --merge-adapter"
+        "--max-grad-norm 0.5 --optimizer adamw_torch --scheduler cosine --auto-convert-dataset --merge-adapter --peft"
     )
     result = console("llm", "--train", "--model", "tiny:llama", *flags.split(), "--print-config")
     cfg = printed_config(result)
@@ -185,8 +185,10 @@ def test_more_of_the_existing_tools_flags(console):
         "optim": "adamw_torch",
         "lr_scheduler_type": "cosine",
     }
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING:")]
-    assert len(warnings) == 1 and warnings[0].startswith("WARNING: --merge-adapter: ignored"), warnings
+    assert cfg["export"]["merge"] is True
+    assert not [line for line in result.stderr.splitlines() if line.startswith("WARNING:")]
+    full = console("llm", "--train", "--model", "tiny:llama", "--merge-adapter", "--print-config")
+    assert "--merge-adapter: export.merge=true needs peft=lora" in full.stderr and "Add --peft." in full.stderr
 
 
 def test_print_config_shows_every_flag_in_the_composed_config(console, tmp_path):
@@ -239,7 +241,8 @@ def test_config_file_with_flags_winning_and_overrides_after_the_separator(consol
     [
         (["--lora-rank", "8"], ["unknown flag --lora-rank", "Did you mean '--lora-r'?"]),
         (["--data_pth", "x"], ["unknown flag --data-pth", "Did you mean '--data-path'?"]),
-        (["--trainer", "ppo"], ["--trainer: invalid choice 'ppo'", "Allowed: default, dpo, orpo, sft"]),
+        (["--trainer", "ppo"], ["--trainer: 'ppo': TRL no longer ships a PPO trainer", "Use --trainer grpo."]),
+        (["--trainer", "sftt"], ["--trainer: invalid choice 'sftt'", "Allowed: default, dpo, grpo, kto, orpo"]),
         (["--quantization", "int3"], ["--quantization: invalid choice 'int3'", "int4, int8, none"]),
         (["--lr", "fast"], ["--lr: invalid float value: 'fast'"]),
         (["--peft", "--lora-r", "0"], ["--lora-r 0: peft.r must be >= 1 (got 0)"]),
@@ -325,7 +328,11 @@ def test_params_defaults_are_what_the_run_uses():
         ({"lora_rank": 8}, "LLMTrainingParams has no field 'lora_rank'. Did you mean 'lora_r'?"),
         ({"peft": True, "lora_r": 0}, "lora_r=0: peft.r must be >= 1 (got 0)."),
         ({"quantization": "int4"}, "quantization='int4': quant=int4 needs peft=lora"),
-        ({"trainer": "ppo"}, "trainer: invalid choice 'ppo'. Did you mean 'dpo'? Allowed: default, dpo, orpo, sft."),
+        ({"trainer": "ppo"}, "trainer: 'ppo': TRL no longer ships a PPO trainer"),
+        (
+            {"trainer": "rlhf"},
+            "trainer: invalid choice 'rlhf'. Allowed: default, dpo, grpo, kto, orpo, reward, sft, simpo.",
+        ),
         ({"lr": "fast"}, "lr: invalid float value: 'fast'."),
         ({"project_name": "a/b"}, "project_name='a/b': project_name 'a/b' must be a folder name"),
     ],
@@ -349,12 +356,41 @@ def test_params_refuse_unknown_attributes_after_construction():
         params.epoch = 2
 
 
-def test_params_warn_about_what_they_ignore():
+def test_params_accept_what_they_ignore():
     from aitraining import LLMTrainingParams
 
-    with pytest.warns(UserWarning, match="merge_adapter: ignored: aitraining keeps the LoRA adapter unmerged"):
-        params = LLMTrainingParams(model="tiny:llama", peft=True, merge_adapter=True, auto_convert_dataset=True)
+    params = LLMTrainingParams(model="tiny:llama", peft=True, auto_convert_dataset=True)
     assert params.to_overrides() == LLMTrainingParams(model="tiny:llama", peft=True).to_overrides()
+
+
+def test_merge_push_log_and_token_map_onto_export_logger_and_the_environment(monkeypatch):
+    from aitraining import LLMTrainingParams
+
+    params = LLMTrainingParams(model="tiny:llama", peft=True, project_name="fast-model", merge_adapter=True,
+                               push_to_hub=True, username="me", token="hf_secret123", log="tensorboard")  # fmt: skip
+    overrides = params.to_overrides()
+    assert "export.merge=true" in overrides and "logger=tensorboard" in overrides
+    assert "export.push_to_hub=me/${project_name}" in overrides
+    assert not any("hf_secret123" in o for o in overrides) and "hf_secret123" not in repr(params)
+    cfg = params.to_config()
+    assert cfg.export.merge and cfg.export.push_to_hub == "me/fast-model" and cfg.export.private
+    assert cfg.logger.kind.value == "tensorboard"
+    mine = LLMTrainingParams(model="tiny:llama", peft=True, push_to_hub=True).to_config()
+    assert mine.export.push_to_hub == "aitraining"  # no --username: the token's own account
+    assert "export.merge=false" in LLMTrainingParams(model="tiny:llama", merge_adapter=False).to_overrides()
+
+
+def test_cli_token_goes_to_the_environment_not_the_overrides(monkeypatch, tmp_path):
+    import os
+
+    from aitraining.compat.cli import prepare
+
+    monkeypatch.setenv("HF_TOKEN", "before")  # restored after the test
+    arguments = prepare(["llm", "--train", "--model", "tiny:llama", "--peft", "--push-to-hub", "--token", "hf_x1",
+                         "--log", "wandb", "--merge-adapter"], tmp_path)  # fmt: skip
+    assert arguments is not None and not any("hf_x1" in a for a in arguments)
+    assert os.environ["HF_TOKEN"] == "hf_x1"
+    assert {"logger=wandb", "export.merge=true", "export.push_to_hub=${project_name}"} <= set(arguments)
 
 
 def test_only_the_local_backend(tmp_path):
@@ -481,3 +517,14 @@ def test_page_example_runs_the_same_through_cli_api_and_module(example, console,
 def test_a_command_is_required_and_a_wrong_one_is_named(console):
     one_error(console("--lora-r", "3"), "a command is required", "Commands: llm")
     one_error(console("lm", "--train"), "unknown command 'lm'. Did you mean 'llm'?")
+
+
+def test_trainer_takes_the_new_names_the_existing_tool_shares(console):
+    """--trainer reward and grpo (the existing tool's names), and kto, simpo, compose as trainer=NAME; a
+    trainer's own settings go after `--`."""
+    for name in ("reward", "grpo", "kto", "simpo"):
+        extra = ["--", "trainer.num_generations=2"] if name == "grpo" else []
+        cfg = printed_config(console("llm", "--train", "--model", "tiny:llama", "--trainer", name, "--print-config",
+                                     *extra))  # fmt: skip
+        assert cfg["trainer"]["kind"] == name
+        assert name != "grpo" or cfg["trainer"]["num_generations"] == 2

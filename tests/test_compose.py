@@ -11,7 +11,7 @@ from aitraining.compose import compose
 from aitraining.conf_files import CONF_DIR
 from aitraining.config import Accel, Config, PeftKind, Quant, TrainerKind
 
-GROUPS = ["model", "trainer", "accel", "quant", "peft", "data", "dist"]
+GROUPS = ["model", "trainer", "accel", "quant", "peft", "data", "dist", "logger", "export"]
 
 
 def options(group: str) -> list[str]:
@@ -108,7 +108,7 @@ def test_importing_aitraining_imports_no_torch():
 def test_help_lists_groups_and_options_quickly(cli):
     result = cli("--help", python_flags=("-X", "importtime"))
     assert result.returncode == 0
-    assert "trainer         sft, default, dpo, orpo" in result.stdout
+    assert "trainer         sft, default, dpo, grpo, kto, orpo, reward, simpo" in result.stdout
     assert "model           llama3_2_1b," in result.stdout and "experiment      " in result.stdout
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert not {"torch", "transformers"} & imported

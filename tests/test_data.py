@@ -53,8 +53,9 @@ def test_sharegpt_converted_to_messages(tmp_path):
 
 def test_sharegpt_role_outside_mapping_is_named(tmp_path):
     path = tmp_path / "s.json"
-    path.write_text(json.dumps([{"conversations": [{"from": "function_call", "value": "f()"}]}]))
-    with pytest.raises(DataError, match=r"record 1: turn 1 has role 'function_call'"):
+    path.write_text(json.dumps([{"conversations": [{"from": "bot", "value": "Hi."}]}]))
+    with pytest.raises(DataError, match=r"record 1: turn 1 has role 'bot', outside the ShareGPT mapping \(human, gpt, "
+                                        r"system, function_call, observation\)"):  # fmt: skip
         examples(path)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from aitraining.compat import cli, options
 from aitraining.compose import compose
 from aitraining.errors import ConfigError
 from aitraining.record import RunRecord, read
-from conftest import QUICK, console_script, read_run, run_command
+from conftest import QUICK, Background, complete, console_script, losses, read_run, run_command, weights
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 # 16 examples, batch 2 per process, 2 processes: 4 optimizer steps in the one epoch.
@@ -257,6 +258,46 @@ def test_torchrun_two_processes_one_run_in_the_default_folder(env, tmp_path):
     assert result.stdout.count("aitraining: succeeded") == 1
     assert result.stderr.count("INFO: Data: 16 training examples") == 1
     assert "find_unused_parameters=True" not in result.output  # LoRA: DDP without the extra graph pass
+
+
+@pytest.mark.slow
+def test_sigterm_under_torchrun_checkpoints_once_and_the_resume_is_exact(env, tmp_path):
+    """2 processes: SIGTERM to torchrun stops both after the same step with one checkpoint (each
+    process's RNG state in it); `resume=true` under torchrun continues to the uninterrupted run's
+    losses and adapter."""
+    config = [
+        *(o for o in SMALL if not o.startswith("data.max_samples")),
+        "data.max_samples=32",
+        "trainer.save_steps=3",
+    ]  # fmt: skip  (8 optimizer steps)
+    baseline = run_command([*TORCHRUN, "-m", "aitraining", *config, f"output_dir={tmp_path / 'baseline'}"],
+                           tmp_path, env, None)  # fmt: skip
+    assert baseline.returncode == 0, baseline.output[-3000:]
+    out = tmp_path / "stopped"
+    run = Background(env, tmp_path, *config, f"output_dir={out}", launch=[*TORCHRUN, "-m", "aitraining"])
+    run.wait_for(lambda: complete(out, 3), "a checkpoint at step 3")
+    run.send(signal.SIGTERM)
+    run.finish()
+    record = read_run(out)
+    stopped = record["steps"]
+    assert record["status"] == "interrupted" and 3 <= stopped < 8, run.output[-3000:]
+    assert complete(out, stopped) and record["checkpoint"].endswith(f"checkpoint-{stopped}")
+    folder = out / "checkpoints" / f"checkpoint-{stopped}"
+    assert (folder / "rng_state_0.pth").exists() and (folder / "rng_state_1.pth").exists()
+    assert run.output.count(f"Interrupted by SIGTERM at step {stopped} of 8") == 1, run.output[-3000:]
+
+    resumed = run_command([*TORCHRUN, "-m", "aitraining", *config, f"output_dir={out}", "resume=true"],
+                          tmp_path, env, None)  # fmt: skip
+    assert resumed.returncode == 0, resumed.output[-3000:]
+    record = read_run(out)
+    assert record["status"] == "succeeded" and record["world_size"] == 2 and record["steps"] == 8
+    assert [s["status"] for s in record["segments"]] == ["interrupted (SIGTERM)", "succeeded"]
+    ours, theirs = losses(out), losses(tmp_path / "baseline")
+    assert sorted(ours) == sorted(theirs) == list(range(1, 9))
+    largest = max(abs(ours[s] - theirs[s]) for s in theirs if s > stopped)
+    print(f"\nDDP resume at step {stopped}: largest per-step loss difference {largest:.3g}")
+    assert largest <= 1e-5
+    assert weights(out) == weights(tmp_path / "baseline")
 
 
 @pytest.mark.slow

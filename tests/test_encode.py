@@ -8,24 +8,12 @@ import logging
 
 import pytest
 
-from aitraining import chat_templates, tiny
+from aitraining import chat_templates
 from aitraining.config import Config, DataConfig, DataFormat, ModelConfig
 from aitraining.data import Examples, load_examples
 from aitraining.data.encode import IGNORE, prepare
 from aitraining.errors import DataError
 from aitraining.trainers.sft import SFTTrainerConfig
-
-
-@pytest.fixture(scope="module")
-def tokenizer_path(cache_dir):
-    return tiny.ensure_tiny("tiny:llama")
-
-
-@pytest.fixture
-def tokenizer(tokenizer_path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tokenizer_path)
 
 
 def config(chat_template=None, response_only=True, max_len=2048, use_sharegpt_mapping=False) -> Config:
@@ -102,10 +90,10 @@ def test_extra_sharegpt_roles_are_mapped_when_configured(tokenizer, tmp_path):
              {"from": "gpt", "value": "Sunny."}]  # fmt: skip
     path = tmp_path / "s.json"
     path.write_text(json.dumps([{"conversations": convo}]))
-    with pytest.raises(DataError, match="role 'observation', outside the ShareGPT mapping"):
-        load_examples(DataConfig(path=str(path)))
-    examples = load_examples(DataConfig(path=str(path), sharegpt_roles={"observation": "tool"}))
-    assert examples.train[0]["messages"][1] == {"role": "tool", "content": "sunny"}
+    with pytest.raises(DataError, match="record 1: turn 2 is a tool result without a call"):
+        load_examples(DataConfig(path=str(path)))  # observation is ShareGPT's tool result
+    examples = load_examples(DataConfig(path=str(path), sharegpt_roles={"observation": "user"}))
+    assert examples.train[0]["messages"][1] == {"role": "user", "content": "sunny"}
 
 
 @pytest.mark.parametrize(

@@ -171,3 +171,30 @@ def test_problems_carry_their_keys():
         compose(["experiment=quickstart", "peft.r=0", "quant=int4", "peft=none"])
     keys = [p.key for p in caught.value.problems]
     assert keys == ["quant"] and caught.value.problems[0].fix == {"peft": "lora"}
+
+
+# --------------------------------------------------------------------------- chat data: one line naming the record
+# data.path alone (no data=custom, no data.format): the default data option detects the format.
+
+BAD_CHAT = [
+    ({"conversations": [{"from": "human", "value": "Q"}, {"from": "function_call", "value": "get_weather(Paris)"}]},
+     "line 2: turn 2: malformed tool call: not valid JSON"),
+    ({"messages": [{"role": "user", "content": "Q"}, {"role": "tool", "content": "20"}]},
+     "line 2: message 2 is a tool result without a call"),
+    ({"messages": [{"role": "user", "content": [{"type": "txt", "text": "Q"}]}]},
+     "line 2: message 1: content part 1 has unknown type 'txt'"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x.png"}}]}]},
+     "line 2: message 1: content part 1 is of type 'image_url': multimodal training is not supported (yet)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("record,needle", BAD_CHAT, ids=["bad-call", "result-without-call", "unknown-part", "image"])
+def test_bad_chat_record(cli, tmp_path, record, needle):
+    first = {key: [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}] for key in record}
+    if "conversations" in record:
+        first = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps(first) + "\n" + json.dumps(record) + "\n")
+    errors = check_error(bad(cli, f"data.path={path}"), f"{path} {needle}")
+    assert len([line for line in errors.splitlines() if "ERROR" in line]) == 1
+    assert "Data format detected" in errors  # the log line, from the default data option

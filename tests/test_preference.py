@@ -9,9 +9,19 @@ import pytest
 from conftest import PAIRS, read_run
 
 # 32 pairs, cut to short prompts and replies, a few steps: seconds on CPU
-SHORT = ["experiment=quickstart", f"data.path={PAIRS}", "data.format=auto", "data.max_samples=32",
-         "trainer.max_prompt_length=48", "trainer.max_completion_length=32", "trainer.max_steps=4",
-         "trainer.logging_steps=1", "trainer.batch_size=4"]  # fmt: skip
+SHORT = [
+    "experiment=quickstart",
+    f"data.path={PAIRS}",
+    "data.format=auto",
+    "data.max_samples=32",
+    "trainer.max_prompt_length=48",
+    "trainer.max_completion_length=32",
+    "trainer.max_steps=4",
+    "trainer.logging_steps=1",
+    "trainer.batch_size=4",
+    "trainer.samples=1",
+    "trainer.sample_max_new_tokens=4",
+]  # fmt: skip  (samples.md of preference pairs)
 
 
 def imported(stderr: str) -> set[str]:
@@ -19,18 +29,24 @@ def imported(stderr: str) -> set[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trainer", ["dpo", "orpo"])
-def test_preference_trainers_train_and_the_adapter_loads(cli, tmp_path, trainer):
+@pytest.mark.parametrize(
+    "trainer,extra",
+    [("dpo", []), ("orpo", []), ("simpo", ["trainer.simpo_gamma=1.0"]),
+     ("dpo", ["trainer.loss_type=[sigmoid,sft]", "trainer.loss_weights=[1.0,0.5]"])],
+)  # fmt: skip
+def test_preference_trainers_train_and_the_adapter_loads(cli, tmp_path, trainer, extra):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / trainer
-    result = cli(*SHORT, f"trainer={trainer}", "trainer.learning_rate=5e-4", f"output_dir={out}")
+    result = cli(*SHORT, f"trainer={trainer}", "trainer.learning_rate=5e-4", f"output_dir={out}", *extra)
     assert result.returncode == 0, result.output[-3000:]
     run = read_run(out)
     assert run["trainer"] == trainer and run["data"]["format"] == "preference"
     assert run["data"]["pairs_cut"] > 0  # the sample's long replies were cut to 32 tokens
     assert run["loss"]["train_last"] == run["loss"]["train_last"]  # not NaN
+    samples = (out / "samples.md").read_text()  # a pair's prompt, through the chat template, and its chosen reply
+    assert run["prompt_style"] == "chat" and "<|im_start|>user" in samples and "**The data's answer**" in samples
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(run["model"]["path"]), out / "adapter")
     assert any("lora_B" in name for name, _ in model.named_parameters())
 
@@ -89,15 +105,41 @@ def test_sft_on_preference_data_is_refused(cli):
 def test_preference_fields_are_refused_for_sft(cli):
     result = cli("experiment=quickstart", "trainer.beta=0.5")
     assert (
-        result.returncode != 0 and "trainer.beta applies to trainer=dpo, orpo only, not to trainer=sft" in result.stderr
+        result.returncode != 0
+        and "trainer.beta applies to trainer=dpo, orpo, simpo, kto only, not to trainer=sft" in result.stderr
     )
 
 
 def test_unknown_trainer_lists_the_options(cli):
+    result = cli("experiment=quickstart", "trainer=rlhf")
+    assert result.returncode != 0 and "Traceback" not in result.output
+    for option in ("default", "dpo", "grpo", "kto", "orpo", "reward", "sft", "simpo"):
+        assert option in result.stderr
+
+
+def test_ppo_is_one_error_naming_grpo(cli):
     result = cli("experiment=quickstart", "trainer=ppo")
     assert result.returncode != 0 and "Traceback" not in result.output
-    for option in ("default", "dpo", "orpo", "sft"):
-        assert option in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    assert errors == [
+        "ERROR: trainer=ppo: TRL no longer ships a PPO trainer (removed in TRL 1.x), so aitraining has none. Its "
+        "successor here is GRPO: reinforcement learning from your own reward functions (trainer.reward_funcs); "
+        "TRL's RLOO is the other. Use trainer=grpo."
+    ]
+
+
+def test_dpo_loss_types_are_checked():
+    from aitraining.compose import compose
+    from aitraining.errors import ConfigError
+
+    assert compose(["trainer=dpo", "trainer.loss_type=ipo"]).trainer.loss_type == ["ipo"]
+    assert compose(["trainer=dpo", "trainer.loss_type=[sigmoid,sft]"]).trainer.loss_type == ["sigmoid", "sft"]
+    with pytest.raises(ConfigError, match=r"trainer.loss_type=\['sigmod'\]: each must be one of sigmoid, hinge, ipo"):
+        compose(["trainer=dpo", "trainer.loss_type=[sigmod]"])
+    with pytest.raises(ConfigError, match=r"trainer.loss_weights has 1 weight\(s\) for 2 loss type\(s\)"):
+        compose(["trainer=dpo", "trainer.loss_type=[sigmoid,sft]", "trainer.loss_weights=[1.0]"])
+    with pytest.raises(ConfigError, match="trainer.args.loss_type is set by aitraining: set trainer=simpo"):
+        compose(["trainer=simpo", "+trainer.args.loss_type=sigmoid"])
 
 
 def test_dpo_args_are_checked_against_dpo_config(cli):

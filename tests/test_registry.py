@@ -73,3 +73,26 @@ def test_data_shape_is_checked_against_the_record(kind):
 
 def test_unsloth_applies_to_the_kinds_the_product_page_names():
     assert {k.value for k, s in TRAINERS.items() if s.unsloth} == {"sft", "default"}
+
+
+def test_readme_trainer_table_is_generated_from_the_records():
+    from aitraining.trainers.table import TABLE_START, markdown_table, with_table
+
+    readme = (CONF_DIR.parent.parent / "README.md").read_text()
+    assert with_table(readme) == readme, "run: python -m aitraining.trainers.table README.md"
+    assert TABLE_START in readme and markdown_table() in readme
+    for kind, spec in TRAINERS.items():
+        assert spec.example.startswith("python -m aitraining ") and spec.logs, kind
+        assert kind is TrainerKind.sft or f"trainer={kind.value}" in spec.example, spec.example
+
+
+@pytest.mark.parametrize("kind", list(TrainerKind))
+def test_each_example_command_composes(kind, tmp_path, monkeypatch):
+    import re
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    overrides = [a for a in shlex.split(TRAINERS[kind].example)[3:] if "=" in a]
+    for file, function in re.findall(r"([\w/]+\.py):(\w+)", TRAINERS[kind].example):  # the user's reward file
+        (tmp_path / file).write_text(f"def {function}(completions, **kwargs):\n    return [0.0] * len(completions)\n")
+    assert type(compose(overrides).trainer) is TRAINERS[kind].schema

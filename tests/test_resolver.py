@@ -146,8 +146,11 @@ def test_used_unsloth_keeps_config():
     assert apply(cfg, decision) is cfg
 
 
-@pytest.mark.parametrize("trainer", [TrainerKind.dpo, TrainerKind.orpo])
-def test_preference_trainers_say_not_applied_without_importing(trainer):
+@pytest.mark.parametrize("trainer", [TrainerKind.dpo, TrainerKind.orpo, TrainerKind.simpo, TrainerKind.kto,
+                                     TrainerKind.grpo, TrainerKind.reward])  # fmt: skip
+def test_other_trainers_say_not_applied_without_importing(trainer):
     decision = decide_table(trainer=trainer, environment=Environment(never, never, never))
-    assert decision.used is Accel.none
-    assert decision.reason.startswith(f"Unsloth not applied: trainer '{trainer.value}' is not supported")
+    assert decision.used is Accel.none and decision.not_applied
+    assert decision.reason == (
+        f"Unsloth not applied: trainer '{trainer.value}' is not supported (Unsloth applies to sft and default only)"
+    )

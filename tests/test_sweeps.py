@@ -24,7 +24,7 @@ from aitraining.config import Accel, DataFormat, PeftKind, Quant, TrainerKind
 from conftest import ALPACA, PAIRS, REPO, read_run
 
 # A sweep job that takes a few seconds on the tiny model.
-TINY = ["trainer.max_steps=3", "trainer.logging_steps=1", "data.max_samples=32"]
+TINY = ["trainer.max_steps=3", "trainer.logging_steps=1", "data.max_samples=32", "trainer.samples=0"]
 SHIPPED = ["fast_model", "quantized_model", "quickstart", "sharegpt_chat"]
 
 

@@ -182,3 +182,30 @@ def test_folder_with_train_and_validation_files_reports_eval_loss(cli, tmp_path)
     assert result.returncode == 0, result.output[-3000:]
     run = read_run(out)
     assert run["data"]["valid_examples"] == 16 and run["loss"]["eval"] is not None
+
+
+def test_tool_calling_data_trains_through_the_templates_tool_support(cli, tmp_path):
+    """Glaive function-calling records (ShareGPT function_call / observation turns, a tools column),
+    given by data.path alone, trained through the built-in Qwen 2.5 template's tool support."""
+    from test_chat_data import GLAIVE
+
+    result, out = train(cli, tmp_path, f"data.path={GLAIVE}", "model.chat_template=qwen2.5",
+                        "model.max_seq_length=2048", "trainer.max_steps=2", "trainer.batch_size=2",
+                        "data.max_samples=8")  # fmt: skip
+    assert result.returncode == 0, result.output[-3000:]
+    assert "Data format detected: sharegpt, from column(s) ['conversations', 'tools']" in result.stderr
+    run = read_run(out)
+    assert run["data"]["format"] == "messages" and run["data"]["train_examples"] == 8
+    assert run["data"]["chat_template"] == "built-in qwen2.5"
+    assert 0 < run["data"]["trained_tokens"] < run["data"]["tokens"]
+
+
+def test_template_without_tool_support_stops_before_the_model_loads(cli, tmp_path):
+    from test_chat_data import GLAIVE
+
+    result, _ = train(cli, tmp_path, f"data.path={GLAIVE}")  # the tiny model's ChatML has no tool support
+    assert result.returncode != 0 and "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "the chat template (tokenizer) has no tool support" in errors[0]
+    assert "model.chat_template to a built-in with tool support (qwen2.5, llama3)" in errors[0]
+    assert "Loading tiny:llama" not in result.output

@@ -58,7 +58,7 @@ class _Params:
             checked = options.coerce(option, value, name)
         object.__setattr__(self, name, checked)
         self._given.add(name)
-        if option.warning and checked:
+        if option.warning and checked in option.warn_values:
             warnings.warn(f"{name}: {option.warning}", UserWarning, stacklevel=3)
 
     def values(self) -> dict[str, Any]:
@@ -88,7 +88,7 @@ class _Params:
 
 LLMTrainingParams = make_dataclass(
     "LLMTrainingParams",
-    [(o.name, o.annotation, field(default=o.default)) for o in options.OPTIONS],
+    [(o.name, o.annotation, field(default=o.default, repr=o.environment is None)) for o in options.OPTIONS],
     bases=(_Params,),
     init=False,
 )
@@ -158,6 +158,7 @@ class AutoTrainProject:
         else:  # pin the fresh outputs/<project>/<time> folder, so that the job knows where it is
             output_dir = (cwd / config.output_dir).absolute()
             overrides.append(f"output_dir={options.hydra_value(str(output_dir))}")
+        os.environ.update(options.environment(self.params.values()))  # token=: the run's HF_TOKEN, in no file
         launch = cli.launch_command(self.params.values(), overrides)  # distributed_backend: several processes
         if launch is not None:
             code = _run_child(launch, cwd)

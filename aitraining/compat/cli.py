@@ -25,6 +25,7 @@ from aitraining.compat.options import (
     Option,
     ParamsError,
     coerce,
+    environment,
     existing_defaults,
     explain,
     hydra_value,
@@ -63,8 +64,8 @@ def check_project_folder(overrides: Sequence[str], folder: Optional[Path], what:
     The runner refuses a folder that holds a run too (record.check_output_dir); this refuses one
     holding anything else as well, as `--project-name` names a folder the user may already use.
     """
-    if folder is None or last_value(overrides, "overwrite") == "true":
-        return
+    if folder is None or last_value(overrides, "overwrite") == "true" or last_value(overrides, "resume") == "true":
+        return  # overwrite it, or resume the run in it (the runner checks that it is one)
     if last_value(overrides, "output_dir") != hydra_value(str(folder)):
         return  # output_dir=... after `--` chose another folder: the runner checks that one
     if folder.exists() and not folder.is_dir():
@@ -280,8 +281,9 @@ def prepare(argv: Sequence[str], cwd: Path) -> Optional[list[str]]:
 def checked_arguments(request: Request, cwd: Path) -> list[str]:
     """`prepare`'s arguments for a parsed request."""
     overrides = to_overrides(request.values, cwd) + request.passthrough
+    os.environ.update(environment(request.values))  # --token: the run's HF_TOKEN, never an override
     for option in OPTIONS:
-        if option.warning and request.values.get(option.name):
+        if option.warning and request.values.get(option.name) in option.warn_values:
             sys.stderr.write(f"WARNING: {option.flag}: {option.warning}\n")
     name = request.values.get("project_name")
     if name and not request.print_config:

@@ -23,6 +23,9 @@ class DataConfig:
     """Column holding raw text (format=text)."""
     messages_column: str = "messages"
     """Column holding role/content lists (format=messages)."""
+    tools: Optional[str] = None
+    """A .json file holding the tool schemas (a list of OpenAI-style function schemas) offered in
+    every conversation that has no `tools` column of its own; None for none."""
     train_split: str = "train"
     valid_split: Optional[str] = None
     """Split (or folder file) used for evaluation; None for no evaluation set."""
@@ -56,4 +59,9 @@ class DataConfig:
             self.max_samples is None or self.max_samples >= 1,
             "data.max_samples",
             f"data.max_samples must be >= 1 or null (got {self.max_samples}).",
+        )
+        require(
+            self.tools is None or self.tools.endswith(".json"),
+            "data.tools",
+            f"data.tools must be a .json file holding a list of tool schemas, or null (got {self.tools}).",
         )

@@ -29,6 +29,9 @@ class ModelConfig:
     attn_implementation: Optional[str] = None
     """Attention kernel (transformers' attn_implementation): None for the default (sdpa), or
     eager, flash_attention_2, ... Packing is fastest with a flash-attention kernel."""
+    liger_kernel: bool = False
+    """Liger's fused Triton kernels (TRL's use_liger_kernel): less memory for long sequences. Needs a
+    CUDA GPU and `pip install 'aitraining[liger]'`; checked before the weights load."""
     chat_template: Optional[str] = None
     """None: the tokenizer's own. Or a built-in template by name (chatml, llama3, mistral, gemma,
     qwen2.5), or a path to a .jinja file, for base models that lack one."""

@@ -4,11 +4,14 @@ all in plain Python before torch is imported or weights load (`load_examples`).
 - read.py: locating and reading the records (files, folders, hub, shipped samples);
 - formats.py: format detection and conversion to the trainers' shapes;
 - encode.py: SFT examples tokenized once with their loss masks (after the tokenizer loads);
-- preference.py: preference pairs rendered and length-limited (after the tokenizer loads).
+- preference.py: preference pairs rendered and length-limited (after the tokenizer loads);
+- unpaired.py: unpaired examples (kto) rendered, length-limited and counted (after the tokenizer loads);
+- prompts.py: prompts (grpo) and the columns passed to reward functions (after the tokenizer loads).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from dataclasses import dataclass, field
@@ -16,7 +19,8 @@ from typing import Any, Optional
 
 from aitraining.choices import DataFormat, TrainerKind
 from aitraining.config.data import DataConfig
-from aitraining.data.formats import convert, detect_format, rename_columns, trl_format
+from aitraining.data import chat
+from aitraining.data.formats import columns_read, convert, detect_format, rename_columns, trl_format
 from aitraining.data.read import SUFFIXES, VALID_NAMES, Record, read_file, read_hub, resolve_path, split_file
 from aitraining.errors import ConfigError, DataError
 
@@ -32,13 +36,25 @@ class Examples:
     valid: Optional[list[dict[str, Any]]] = None
     sources: list[str] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)  # of the first raw record, for error messages
+    source_format: Optional[DataFormat] = None  # the format read (alpaca), before conversion (prompt_completion)
 
     @property
     def is_chat(self) -> bool:
         """Rendered through a chat template (message lists, ShareGPT, conversational pairs)."""
-        if self.format is DataFormat.preference:
+        if self.format in (DataFormat.preference, DataFormat.unpaired, DataFormat.prompt):
             return bool(self.train) and isinstance(self.train[0]["prompt"], list)
         return self.format in (DataFormat.messages, DataFormat.sharegpt)
+
+    @property
+    def uses_tools(self) -> bool:
+        """Some conversation offers tools or holds tool calls: the chat template must render them."""
+        return self.format is DataFormat.messages and any(chat.uses_tools(r) for r in self.train + (self.valid or []))
+
+    @property
+    def uses_reasoning(self) -> bool:
+        """Some message carries reasoning (reasoning parts or reasoning_content)."""
+        rows = self.train + (self.valid or [])
+        return self.format is DataFormat.messages and any(chat.uses_reasoning(r) for r in rows)
 
 
 @dataclass
@@ -97,13 +113,27 @@ def load_examples(cfg: DataConfig, seed: int = 42) -> Examples:
     if fmt is DataFormat.auto:
         if not train_records:
             raise DataError(f"{sources[0]}: holds no records.")
-        fmt = detect_format(set(train_records[0].row), cfg)
-        log.info("Data format detected: %s (from columns %s).", fmt.value, sorted(train_records[0].row))
+        columns = set(train_records[0].row)
+        fmt = detect_format(columns, cfg)
+        log.info("Data format detected: %s, from column(s) %s (the first record has %s).", fmt.value,
+                 columns_read(fmt, cfg, columns), sorted(columns))  # fmt: skip
+    if cfg.tools and fmt not in (DataFormat.messages, DataFormat.sharegpt):
+        raise ConfigError(
+            f"data.tools is set, but the data is '{fmt.value}': tools go with chat data (messages or sharegpt).",
+            key="data.tools",
+        )
     if cfg.use_sharegpt_mapping and fmt is not DataFormat.sharegpt:
         raise ConfigError(
             f"data.use_sharegpt_mapping=true needs ShareGPT data; this data is '{fmt.value}'.",
             key="data.use_sharegpt_mapping",
         )
+    if cfg.use_sharegpt_mapping and any(chat.has_tool_turns(r.row) for r in train_records + (valid_records or [])):
+        log.warning(
+            "data.use_sharegpt_mapping=true: the records have tool turns (function_call / observation) or tools, "
+            "which a role/content mapping (Unsloth's get_chat_template(mapping=...) included) cannot render; they are "
+            "converted to messages with tool calls and rendered through the chat template's tool support instead."
+        )
+        cfg = dataclasses.replace(cfg, use_sharegpt_mapping=False)
     train = convert(train_records, fmt, cfg, sources[0])
     valid = convert(valid_records, fmt, cfg, sources[-1]) if valid_records is not None else None
     if cfg.valid_size is not None:
@@ -115,7 +145,8 @@ def load_examples(cfg: DataConfig, seed: int = 42) -> Examples:
     if cfg.max_samples is not None:
         train = train[: cfg.max_samples]
     columns = sorted(train_records[0].row) if train_records else []
-    return Examples(format=trl_format(fmt, cfg), train=train, valid=valid, sources=sources, columns=columns)
+    return Examples(format=trl_format(fmt, cfg), train=train, valid=valid, sources=sources, columns=columns,
+                    source_format=fmt)  # fmt: skip
 
 
 def check_trainer(kind: TrainerKind, examples: Examples) -> None:

@@ -10,6 +10,7 @@ Loss masks (trainer.response_only_loss=true, the sft default):
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Callable
@@ -63,24 +64,101 @@ def _encode_prompt_completion(rows: list[dict], tokenizer, mask: bool) -> tuple[
 
 
 def _sharegpt_to_messages(conversation: list[dict], roles: dict[str, str]) -> list[dict]:
-    return [{"role": roles[turn["from"]], "content": turn["value"]} for turn in conversation]
+    """The runner's own ShareGPT mapping: from/value turns as role/content messages (loss weights kept)."""
+    messages = []
+    for turn in conversation:
+        message = {"role": roles[turn["from"]], "content": turn["value"]}
+        if "loss_weight" in turn:
+            message["loss_weight"] = 0
+        messages.append(message)
+    return messages
 
 
-def _encode_chat(conversations: list[list[dict]], tokenizer, mask: bool) -> tuple[list, list]:
-    out = tokenizer.apply_chat_template(
-        conversations, tokenize=True, return_dict=True, return_assistant_tokens_mask=mask
-    )
+def _render(tokenizer, conversations: list[list[dict]], tools: Optional[list], spans: bool, source: str):
+    """The conversations as text through the chat template, with the character spans of each one's
+    {% generation %} blocks: transformers' own renderer, as apply_chat_template calls it. A template
+    error names the example (its index among the training examples) and the template."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    def render(chats):
+        return render_jinja_template(
+            conversations=chats,
+            tools=tools,
+            chat_template=tokenizer.get_chat_template(None, tools),
+            return_assistant_tokens_mask=spans,
+            **tokenizer.special_tokens_map,
+        )
+
+    try:
+        return render(conversations)
+    except Exception:  # find the conversation that fails, and say which
+        for index, conversation in enumerate(conversations):
+            try:
+                render([conversation])
+            except Exception as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise DataError(f"{source} example {index + 1}: the chat template cannot render it: {first}") from None
+        raise
+
+
+def _block_weights(messages: list[dict], blocks: int, source: str, index: int) -> list[bool]:
+    """Which generation blocks train: one block per assistant message, none of those with loss_weight 0."""
+    assistant = [m for m in messages if m["role"] == "assistant"]
+    if not any("loss_weight" in m for m in assistant):
+        return [True] * blocks
+    if blocks != len(assistant):
+        raise DataError(
+            f"{source} example {index + 1}: loss_weight needs one {{% generation %}} block per assistant message; the "
+            f"chat template marks {blocks} block(s) for {len(assistant)} assistant message(s)."
+        )
+    return ["loss_weight" not in m for m in assistant]
+
+
+def _encode_chat(rows: list[dict], tokenizer, mask: bool, source: str = "data") -> tuple[list, list]:
+    """Chat rows ({"messages", "tools"?}) -> input_ids + labels. apply_chat_template takes one tools
+    list per call, so rows render in groups of equal tools; the text is tokenized in one batch and
+    the loss falls on the generation blocks (as return_assistant_tokens_mask computes it) of the
+    assistant messages without loss_weight 0."""
+    groups: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        groups.setdefault(json.dumps(row.get("tools"), sort_keys=True), []).append(index)
+    texts: list[str] = [""] * len(rows)
+    spans: list[list[tuple[int, int]]] = [[] for _ in rows]
+    for indices in groups.values():
+        tools = rows[indices[0]].get("tools")
+        rendered, blocks = _render(tokenizer, [rows[i]["messages"] for i in indices], tools, mask, source)
+        for position, index in enumerate(indices):
+            texts[index] = rendered[position]
+            if mask:
+                spans[index] = blocks[position]
+    out = tokenizer(texts, add_special_tokens=False)
     ids = [list(x) for x in out["input_ids"]]
     if not mask:
         return ids, [list(x) for x in ids]
-    labels = [
-        [token if keep else IGNORE for token, keep in zip(row, keeps, strict=True)]
-        for row, keeps in zip(ids, out["assistant_masks"], strict=True)
-    ]
+    labels = []
+    for index, row_ids in enumerate(ids):
+        keep = [False] * len(row_ids)
+        weights = _block_weights(rows[index]["messages"], len(spans[index]), source, index)
+        for (start, end), trains in zip(spans[index], weights, strict=True):
+            if not trains or end <= start:
+                continue
+            first, last = out.char_to_token(index, start), out.char_to_token(index, end - 1)
+            if first is None:
+                break
+            for position in range(first, last + 1 if last is not None else len(row_ids)):
+                keep[position] = True
+        labels.append([token if k else IGNORE for token, k in zip(row_ids, keep, strict=True)])
     return ids, labels
 
 
-def encoder(data_format: DataFormat, template: Optional[Template], cfg: Config) -> Callable:
+def _weightless(rows: list[dict], reason: str) -> None:
+    """loss_weight 0 cannot be honoured without the assistant mask: say so once, with the count."""
+    count = sum("loss_weight" in m for r in rows for m in r.get("messages", r.get("conversations", ())))
+    if count:
+        log.warning("%d message(s) with loss_weight 0 are trained anyway: %s.", count, reason)
+
+
+def encoder(data_format: DataFormat, template: Optional[Template], cfg: Config, source: str = "data") -> Callable:
     """rows, tokenizer -> (input_ids, labels) for this format, mask decided once here."""
     mask = cfg.trainer.response_only_loss
     if data_format is DataFormat.text:
@@ -98,12 +176,12 @@ def encoder(data_format: DataFormat, template: Optional[Template], cfg: Config) 
             " and data.use_sharegpt_mapping=false" if template.renders_sharegpt else "",
         )
     if data_format is DataFormat.messages:
-        return lambda rows, tok: _encode_chat([r["messages"] for r in rows], tok, chat_mask)
+        return lambda rows, tok: _encode_chat(rows, tok, chat_mask, source)
     if template.renders_sharegpt:  # ShareGPT records as they are: the mapped template reads from/value
-        return lambda rows, tok: _encode_chat([r["conversations"] for r in rows], tok, chat_mask)
+        return lambda rows, tok: _encode_chat([{"messages": r["conversations"]} for r in rows], tok, chat_mask, source)
     roles = {**SHAREGPT_ROLES, **cfg.data.sharegpt_roles}
     return lambda rows, tok: _encode_chat(
-        [_sharegpt_to_messages(r["conversations"], roles) for r in rows], tok, chat_mask
+        [{"messages": _sharegpt_to_messages(r["conversations"], roles)} for r in rows], tok, chat_mask, source
     )
 
 
@@ -156,7 +234,14 @@ def to_dataset(ids: list[list[int]], labels: list[list[int]]):
 
 def prepare(examples: Examples, tokenizer, cfg: Config, template: Optional[Template]) -> Prepared:
     """The SFT trainers' data (their records' `prepare`): input_ids + labels, lengths checked."""
-    encode_rows = encoder(examples.format, template, cfg)
+    if template is not None and examples.uses_tools:
+        chat_templates.require_tool_support(tokenizer, template)
+    if template is not None and examples.uses_reasoning:
+        chat_templates.require_reasoning_support(tokenizer, template)
+    encode_rows = encoder(examples.format, template, cfg, examples.sources[0])
+    if examples.is_chat and not (cfg.trainer.response_only_loss and template and template.masks_assistant):
+        reason = "trainer.response_only_loss=false" if not cfg.trainer.response_only_loss else "no generation marks"
+        _weightless(examples.train, reason)
     max_len = cfg.model.max_seq_length
     ids, labels = encode_rows(examples.train, tokenizer)
     stats = check_lengths(ids, labels, max_len, examples.sources[0])
@@ -170,5 +255,6 @@ def prepare(examples: Examples, tokenizer, cfg: Config, template: Optional[Templ
         # TRL's bfd packing is padding-free: rows are concatenated, position_ids keep examples apart.
         padding_share_with_packing=0.0,
     )
-    valid = to_dataset(*encode_rows(examples.valid, tokenizer)) if examples.valid else None
+    encode_valid = encoder(examples.format, template, cfg, examples.sources[-1])
+    valid = to_dataset(*encode_valid(examples.valid, tokenizer)) if examples.valid else None
     return Prepared(to_dataset(ids, labels), valid, stats)

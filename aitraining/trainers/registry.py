@@ -12,10 +12,33 @@ from pathlib import Path
 
 from aitraining.choices import DataFormat, TrainerKind
 from aitraining.trainers.base import TrainerSpec
-from aitraining.trainers.preference import DPO, ORPO
+from aitraining.trainers.grpo import GRPO
+from aitraining.trainers.kto import KTO
+from aitraining.trainers.preference import DPO, ORPO, SIMPO
+from aitraining.trainers.reward import REWARD
 from aitraining.trainers.sft import DEFAULT, SFT
 
-TRAINERS: dict[TrainerKind, TrainerSpec] = {spec.kind: spec for spec in (SFT, DEFAULT, DPO, ORPO)}
+TRAINERS: dict[TrainerKind, TrainerSpec] = {
+    spec.kind: spec for spec in (SFT, DEFAULT, DPO, ORPO, SIMPO, KTO, GRPO, REWARD)
+}
+
+# Trainer names other tools know that aitraining has no record for: why, and the option to use instead.
+RETIRED: dict[str, tuple[str, str]] = {
+    "ppo": (
+        "TRL no longer ships a PPO trainer (removed in TRL 1.x), so aitraining has none. Its successor here is "
+        "GRPO: reinforcement learning from your own reward functions (trainer.reward_funcs); TRL's RLOO is the other.",
+        "grpo",
+    ),
+}
+
+
+def retired(name: str, option: str) -> str | None:
+    """The error for a retired trainer name as the user wrote it (`option`: trainer= or --trainer ); else None."""
+    if name not in RETIRED:
+        return None
+    why, instead = RETIRED[name]
+    return f"{option}{name}: {why} Use {option}{instead}."
+
 
 TRL_FIELDS_FILE = Path(__file__).with_name("trl_fields.json")
 

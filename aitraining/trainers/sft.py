@@ -50,17 +50,20 @@ _COMMON = dict(
     unsloth=True,
     config_args=sft_args,
     owns={"packing": "trainer.packing"},
+    logs="mean_token_accuracy, entropy, num_tokens",
 )
 
 SFT = TrainerSpec(
     kind=TrainerKind.sft,
     schema=SFTTrainerConfig,
     summary="TRL's SFTTrainer; loss on the response (Alpaca output, completion, assistant turns)",
+    example="python -m aitraining model=qwen2_5_0_5b data=custom data.path=chats.jsonl accel=unsloth",
     **_COMMON,
 )
 DEFAULT = TrainerSpec(
     kind=TrainerKind.default,
     schema=DefaultTrainerConfig,
     summary="TRL's SFTTrainer as plain causal-LM fine-tuning; loss on every token",
+    example="python -m aitraining trainer=default data=custom data.path=corpus.jsonl",
     **_COMMON,
 )
