@@ -17,6 +17,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
+# llama.cpp's GGUF converter (from llama-cpp-python's source package), for the GGUF export tests only.
+LLAMA_CPP := .llama.cpp/convert_hf_to_gguf.py
+$(LLAMA_CPP): | $(VENV)/.installed
+	$(PY) -m aitraining.export.llamacpp .llama.cpp
+
 setup-unsloth: $(UVENV)/.installed
 
 # --no-deps for Unsloth: its metadata pulls torchvision, which breaks beside the CPU torch.
@@ -29,7 +34,7 @@ $(UVENV)/.installed: requirements.txt requirements-dev.txt requirements-unsloth.
 quickstart: setup
 	$(PY) -m aitraining experiment=quickstart
 
-test: setup setup-unsloth
+test: setup setup-unsloth $(LLAMA_CPP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 	$(UPY) -m pytest -q -m unsloth
@@ -41,4 +46,4 @@ lint: setup
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
 clean:
-	rm -rf $(VENV) $(UVENV) outputs multirun .pytest_cache
+	rm -rf $(VENV) $(UVENV) outputs multirun .pytest_cache .llama.cpp

@@ -18,9 +18,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from aitraining import compose
+from aitraining import compose, dist
 from aitraining.conf_files import CONF_DIR, CONFIG_NAME, group_options
 from aitraining.errors import AitrainingError, ConfigError
+from aitraining.interrupt import Interrupted
 
 log = logging.getLogger("aitraining")
 
@@ -58,6 +59,9 @@ def _context() -> dict[str, Any]:
         "cwd": hc.runtime.cwd,
         "multirun": hc.mode == RunMode.MULTIRUN,
         "output_dir": hc.runtime.output_dir,
+        "config_dir": next(  # --config-dir, for the command that resumes the run
+            (s.path for s in hc.runtime.config_sources if s.provider == "command-line" and s.schema == "file"), None
+        ),
     }
 
 
@@ -78,6 +82,8 @@ def record_job_failure(exc: Exception, context: dict[str, Any]) -> None:
     """
     from aitraining import record
 
+    if not dist.is_main():
+        return  # the main process records it (dist.everywhere / on_main hand it the message)
     message = str(exc) if isinstance(exc, AitrainingError) else f"{type(exc).__name__}: {exc}"
     full = os.environ.get("HYDRA_FULL_ERROR") == "1"
     out_dir = Path(context["output_dir"])
@@ -97,12 +103,19 @@ def record_job_failure(exc: Exception, context: dict[str, Any]) -> None:
 def hydra_app(cfg: DictConfig) -> Optional[float]:
     """One run; in a sweep, one job. Returns the objective a sweeper minimises (RunRecord.objective)."""
     context = _context()
+    dist.start()  # SLURM tasks join the process group here (torchrun / accelerate launch did in main())
+    dist.quiet_replicas()  # only the main process logs, prints and writes
     try:
         config = compose.validate(cfg)
         out_dir = Path(context["output_dir"]) if context["multirun"] else Path(config.output_dir)
         from aitraining.run import run  # after validation: keeps `--cfg`, errors and --help fast
 
         return run(config, out_dir.resolve(), context).objective
+    except Interrupted as exc:  # run.json says interrupted and how to resume
+        log.warning("%s", exc)
+        if exc.requeue:
+            return None  # a launcher's stop (aitraining/launcher.py): it requeues the job, which resumes
+        sys.exit(exc.exit_code)  # 128 + the signal's number; in a sweep, the sweep stops here too
     except Exception as exc:
         if context["multirun"]:
             record_job_failure(exc, context)  # the sweep goes on; main() exits non-zero at its end
@@ -157,8 +170,10 @@ def main() -> None:
     except ConfigError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        sys.stderr.write(f"ERROR: {exc}\n")
+        if dist.world().is_main:  # every process of a launch finds the same mistake: say it once
+            sys.stderr.write(f"ERROR: {exc}\n")
         sys.exit(2)
+    dist.start()  # several processes (torchrun, accelerate launch): one process group, one launch time
     compose.register_configs()
     try:
         hydra_app()

@@ -31,6 +31,16 @@ class Accel(Enum):
     unsloth = "unsloth"
 
 
+class DistKind(Enum):
+    """How a multi-process launch (torchrun, accelerate launch, SLURM) shares the work (conf/dist/)."""
+
+    none = "none"  # no sharding: one process, or plain DDP when the launch has several
+    ddp = "ddp"  # DistributedDataParallel: each process holds the whole model, gradients are averaged
+    fsdp = "fsdp"  # FSDP2 (torch fully_shard through accelerate): parameters, gradients, optimizer sharded
+    zero2 = "zero2"  # DeepSpeed ZeRO stage 2: optimizer state and gradients sharded
+    zero3 = "zero3"  # DeepSpeed ZeRO stage 3: parameters too
+
+
 class Quant(Enum):
     none = "none"
     int4 = "int4"  # bitsandbytes 4-bit (QLoRA style)
@@ -99,3 +109,30 @@ class MixStopping(Enum):
 
     first_exhausted = "first_exhausted"  # when the first source runs out (no example is seen twice)
     all_exhausted = "all_exhausted"  # when every source has been seen whole (smaller ones repeat)
+
+
+class LoggerKind(Enum):
+    """`logger=`: where the run's parameters and loss curves go (aitraining/trackers.py)."""
+
+    none = "none"
+    tensorboard = "tensorboard"
+    wandb = "wandb"
+    mlflow = "mlflow"
+    trackio = "trackio"
+
+
+class GgufQuant(Enum):
+    """GGUF file types llama.cpp's tools write (aitraining/export/gguf.py)."""
+
+    f16 = "f16"  # llama.cpp's converter, 16-bit floats
+    q8_0 = "q8_0"  # llama.cpp's converter, 8-bit
+    q4_k_m = "q4_k_m"  # llama.cpp's quantizer on the f16 file (needs llama-cpp-python or llama-quantize)
+
+
+class PromptStyle(Enum):
+    """How a user's message becomes the model's input: the way the run's training data was rendered."""
+
+    chat = "chat"  # the chat template, messages of {role, content}
+    chat_sharegpt = "chat_sharegpt"  # the chat template through Unsloth's ShareGPT mapping: {from, value}
+    alpaca = "alpaca"  # the Alpaca prompt ("### Instruction: ... ### Response:")
+    plain = "plain"  # the text itself (prompt/completion, plain text): the model continues it

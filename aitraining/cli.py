@@ -1,6 +1,8 @@
 """The `aitraining` console script: one subcommand per job, each loaded only when it runs.
 
     aitraining llm --train ...     the existing tool's flags (aitraining/compat/cli.py)
+    aitraining chat RUN_DIR        talk to a trained model (aitraining/chat.py)
+    aitraining export RUN_DIR ...  merge, GGUF, push to the Hub (aitraining/export/)
 
 `aitraining --help` imports nothing heavy (no Hydra, no torch).
 """
@@ -19,6 +21,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "llm": (
         "aitraining.compat.cli:main",
         "fine-tune an LLM with the existing tool's flags: aitraining llm --train ...",
+    ),
+    "chat": ("aitraining.chat:main", "talk to a trained model: aitraining chat RUN_DIR"),
+    "export": (
+        "aitraining.export:main",
+        "merge, convert to GGUF, push to the Hub: aitraining export RUN_DIR --merge --gguf q8_0",
     ),
 }
 

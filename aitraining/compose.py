@@ -36,9 +36,13 @@ OVERLAY_GROUPS = ("experiment", "debug", "hparams_search")
 
 
 def register_configs() -> None:
-    """The schemas in Hydra's ConfigStore (conf/config.yaml lists the whole config's first)."""
+    """The schemas in Hydra's ConfigStore (conf/config.yaml lists the whole config's first), and the
+    `launch_time` resolver of the default output folder (the same in every process of a launch)."""
     from hydra.core.config_store import ConfigStore
 
+    from aitraining import dist
+
+    OmegaConf.register_new_resolver("launch_time", dist.launch_time, use_cache=True, replace=True)
     store = ConfigStore.instance()
     store.store(name=SCHEMA_NAME, node=Config)
     for spec in TRAINERS.values():
@@ -180,6 +184,9 @@ def _composition_error(exc: Exception) -> ConfigError:
     if cause is not exc and key and getattr(cause, "msg", None):  # OmegaConf's own words about one key
         return ConfigError(f"{key}: {str(cause.msg).splitlines()[0].rstrip('.')}.", key=key)
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = str(getattr(cause, "msg", "") or "").strip()
+    if cause is not exc and reason and reason not in str(exc):
+        lines.append(reason.splitlines()[0] + ".")  # OmegaConf's why, e.g. the values an enum allows
     return ConfigError(" ".join(lines[:12]), key=key)
 
 

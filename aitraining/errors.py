@@ -56,6 +56,15 @@ class TrainingError(AitrainingError):
     """Training ran but its result must not be trusted (e.g. the loss became NaN)."""
 
 
+class DivergedError(TrainingError):
+    """The loss or the weights became NaN/inf: nothing of the run is saved or resumed as good."""
+
+
+class RunError(AitrainingError):
+    """A folder given to `aitraining chat` or `export` is not a finished run, or what it asks
+    for cannot be done with it (a missing optional package, a converter that refuses the model)."""
+
+
 def render(problems: tuple[Problem, ...]) -> str:
     """One problem: its message. Several: a count, then one line each."""
     if len(problems) == 1:

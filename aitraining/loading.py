@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from aitraining import adapters, unsloth_accel
+from aitraining import adapters, dist, unsloth_accel
 from aitraining.choices import Accel, DType, PeftKind, Quant
 from aitraining.config import SEVEN_PROJECTIONS, Config
 from aitraining.errors import ConfigError
@@ -55,6 +55,7 @@ def quantization_config(cfg: Config, dtype):
             bnb_4bit_quant_type=cfg.quant.quant_type.value,
             bnb_4bit_use_double_quant=cfg.quant.double_quant,
             bnb_4bit_compute_dtype=dtype,
+            **dist.quantization_kwargs(cfg, dtype),  # FSDP / ZeRO-3 shard 4-bit weights stored as `dtype`
         )
     if cfg.quant.kind is Quant.int8:
         return BitsAndBytesConfig(load_in_8bit=True)
@@ -118,6 +119,7 @@ def load_standard(cfg: Config, path: str, model_type: str) -> Loaded:
         **head,
         dtype=dtype,
         quantization_config=quantization_config(cfg, dtype),
+        device_map=dist.device_map(cfg),  # a quantized model under DDP: this process's GPU
         attn_implementation=cfg.model.attn_implementation,
         trust_remote_code=cfg.model.trust_remote_code,
         revision=cfg.model.revision,

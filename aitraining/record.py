@@ -7,8 +7,11 @@ summary, the Python API and the scripts read it with `read`. Plain Python: no to
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -17,8 +20,9 @@ from typing import Any, Optional, TypeVar
 from aitraining.errors import ConfigError
 
 RUN_FILE = "run.json"
-# Files a run folder may already hold before this run writes anything: Hydra's log of this run.
-OWN_FILES = {"train.log"}
+LOCK_FILE = ".aitraining.lock"  # held (flock) by the process working in the folder
+# Files a run folder may already hold before this run writes anything: Hydra's log of this run, the lock.
+OWN_FILES = {"train.log", LOCK_FILE}
 PACKAGES = (
     "aitraining",
     "torch",
@@ -39,6 +43,30 @@ class Status(Enum):
     running = "running"  # still training, or stopped without a word (killed)
     succeeded = "succeeded"
     failed = "failed"
+    interrupted = "interrupted"  # stopped by a signal after saving a checkpoint; `resume_command` continues it
+
+
+@dataclass
+class SegmentRecord:
+    """One process's part of a run: the first, and one more per resume."""
+
+    started: Optional[float] = None  # epoch seconds
+    ended: Optional[float] = None  # None: still running, or killed (see `status`)
+    wall_seconds: Optional[float] = None
+    start_step: int = 0  # the step it started from (the checkpoint's; 0 for the first)
+    end_step: Optional[int] = None  # the last step with a complete checkpoint or the end
+    resumed_from: Optional[str] = None  # the checkpoint it continued from
+    status: Optional[str] = None  # succeeded, failed, interrupted (by SIGTERM, ...); None: running or killed
+
+
+@dataclass
+class KeptRecord:
+    """Which weights the run ended with, and why (trainer.load_best_at_end)."""
+
+    step: Optional[int] = None
+    checkpoint: Optional[str] = None
+    eval_loss: Optional[float] = None
+    reason: Optional[str] = None
 
 
 @dataclass
@@ -93,6 +121,33 @@ class SourceRecord:
 
 
 @dataclass
+class TrackerRecord:
+    """The run's experiment tracker (`logger=`)."""
+
+    kind: Optional[str] = None
+    project: Optional[str] = None
+    name: Optional[str] = None
+    group: Optional[str] = None  # a sweep's jobs: the sweep folder
+    where: Optional[str] = None  # the folder it writes (tensorboard/, wandb/), where it has one
+
+
+@dataclass
+class ExportRecord:
+    """What `export=` or `aitraining export` wrote from the run (paths relative to the run folder)."""
+
+    merged: Optional[str] = None  # merged/: the adapter merged into the base
+    merged_into: Optional[str] = (
+        None  # what the adapter was merged into (a quantized run: the base reloaded unquantized)
+    )
+    gguf: dict[str, str] = field(default_factory=dict)  # file type -> gguf/<file>
+    gguf_converter: Optional[str] = None  # llama.cpp's converter that wrote them (its folder)
+    hub_repo: Optional[str] = None  # the Hub repo pushed to
+    hub_url: Optional[str] = None  # the commit's URL
+    hub_folder: Optional[str] = None  # what was uploaded (merged/, adapter/ or model/)
+    error: Optional[str] = None  # the export step that failed, and why (the training itself succeeded)
+
+
+@dataclass
 class RunRecord:
     """run.json. A running or failed run fills only what it knew."""
 
@@ -126,8 +181,21 @@ class RunRecord:
     seconds_to_first_step: Optional[float] = None
     first_step_at: Optional[float] = None
     seed: Optional[int] = None
+    world_size: int = 1  # processes that trained together (torchrun / accelerate launch / SLURM tasks)
+    global_batch_size: Optional[int] = None  # examples per optimizer step: batch_size x accumulation x world_size
+    launcher: Optional[str] = None  # python, torchrun, accelerate or slurm (aitraining/dist.py)
+    dist: Optional[str] = None  # the dist= strategy: none, ddp, fsdp, zero2, zero3
+    checkpoint: Optional[str] = None  # the newest complete checkpoint (what resume=true continues from)
+    resume_command: Optional[str] = None  # the command that continues an interrupted run
+    segments: list[SegmentRecord] = field(default_factory=list)  # one per process that trained this run
+    kept: Optional[KeptRecord] = None
+    diverged: bool = False  # the loss or weights became NaN/inf: no checkpoint of this run is resumed
     git: Optional[dict[str, Any]] = None  # commit and dirty flag of the directory the run started from
     versions: dict[str, Optional[str]] = field(default_factory=dict)
+    prompt_style: Optional[str] = None  # how a prompt is rendered for this model (choices.PromptStyle)
+    samples: Optional[str] = None  # samples.md: the model's and the base model's answers to a few prompts
+    logger: Optional[TrackerRecord] = None
+    export: ExportRecord = field(default_factory=ExportRecord)
 
     @property
     def objective(self) -> Optional[float]:
@@ -160,6 +228,8 @@ def _build(cls: type[T], data: Any) -> Optional[T]:
     for name, value in data.items():
         if name not in hints:
             continue
+        if (cls, name) == (RunRecord, "segments") and isinstance(value, list):
+            value = [segment for segment in (_build(SegmentRecord, v) for v in value) if segment is not None]
         nested = _NESTED.get((cls, name))
         if nested is not None:
             value = _build(nested, value)
@@ -179,6 +249,9 @@ _NESTED: dict[tuple[type, str], type] = {
     (RunRecord, "accelerator"): AcceleratorRecord,
     (RunRecord, "loss"): LossRecord,
     (RunRecord, "parameters"): ParameterRecord,
+    (RunRecord, "kept"): KeptRecord,
+    (RunRecord, "export"): ExportRecord,
+    (RunRecord, "logger"): TrackerRecord,
 }
 
 
@@ -209,17 +282,53 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def check_output_dir(out_dir: Path, overwrite: bool) -> None:
-    """Refuse a folder that already holds another run's files, unless told to overwrite."""
+    """Refuse a folder that already holds another run's files, unless told to overwrite; for a run
+    that did not finish, say how to resume it."""
     if not out_dir.exists():
         return
     existing = sorted(p.name for p in out_dir.iterdir() if p.name not in OWN_FILES)
     if existing and not overwrite:
+        previous = read(out_dir)
+        unfinished = previous is not None and previous.status in (Status.running, Status.interrupted)
+        hint = ""
+        if unfinished and previous.checkpoint and previous.resume_command and not previous.diverged:
+            hint = (
+                f" That run did not finish ({previous.status.value}; last checkpoint at step {previous.steps}): "
+                f"resume it with `{previous.resume_command}`."
+            )
         raise ConfigError(
-            f"output_dir={out_dir} already holds a run ({', '.join(existing[:5])}). "
+            f"output_dir={out_dir} already holds a run ({', '.join(existing[:5])}).{hint} "
             "Choose another output_dir, or set overwrite=true to write into it.",
             key="output_dir",
             fix={"overwrite": "true"},
         )
+
+
+@contextlib.contextmanager
+def holding(out_dir: Path) -> Iterator[None]:
+    """Hold the run folder's lock while a run works in it: a second process (a resume, an overwrite)
+    is refused while the first still runs. The lock goes with the process, however it ends."""
+    import fcntl
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / LOCK_FILE, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            raise ConfigError(
+                f"output_dir={out_dir} is in use by another aitraining process ({handle.read().strip() or 'pid ?'}); "
+                "wait for it to end, or choose another output_dir.",
+                key="output_dir",
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def remove_if_empty(folder: Path) -> None:
@@ -305,6 +414,7 @@ def summary(run: RunRecord) -> str:
         f"accelerator  {accel_line}",
         f"data         {_count(run.data.get('train_examples'))} examples ({run.data['format']}) from "
         f"{', '.join(_source_path(s) for s in run.data['sources'])}",
+        f"processes    {run.world_size} ({run.launcher}, dist={run.dist}); global batch {run.global_batch_size}",
         f"loss         {_fmt(loss.train_first)} -> {_fmt(loss.train_last)} over {run.steps} steps"
         + (f" (eval {_fmt(loss.eval)})" if loss.eval is not None else ""),
         *([f"results      {_results(run.results)}"] if run.results else []),

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
-from aitraining.choices import Accel, Quant, TrainerKind
+from aitraining.choices import Accel, DistKind, Quant, TrainerKind
 from aitraining.config import Config
 from aitraining.trainers.registry import TRAINERS
 
@@ -37,7 +37,6 @@ class Environment:
     installed: Callable[[], bool]
     has_gpu: Callable[[], bool]
     try_import: Callable[[], Imported]  # imports Unsloth into this process when it succeeds
-    world_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -68,9 +67,18 @@ def resolve(
     supported_model_types: list[str],
     quant: Quant,
     env: Environment,
+    dist: DistKind = DistKind.none,
 ) -> Decision:
     """The decision table. Checks run cheapest first; the import runs last, only when nothing
-    else rules Unsloth out (importing it patches transformers)."""
+    else rules Unsloth out (importing it patches transformers).
+
+    Several processes are no reason to fall back: unsloth 2026.10.9 trains under DDP (torchrun /
+    accelerate launch; unsloth/models/_ddp_defaults.py, and its CPU mode too, measured), FSDP2
+    (unsloth/fsdp2_launch.py, models/fsdp2.py; QLoRA too, models/fsdp2_qlora.py) and DeepSpeed ZeRO
+    (models/loader_utils.py:234-290). The one combination it leaves out is QLoRA under ZeRO-3: it
+    stores 4-bit weights in a float dtype (bnb_4bit_quant_storage, which ZeRO-3 needs to partition
+    them) only under FSDP2 (models/llama.py:4022-4025); the standard loader sets it (dist.py).
+    FSDP and DeepSpeed themselves need GPUs, with or without Unsloth (aitraining.dist.problem)."""
     if requested is Accel.none:
         return Decision(requested, Accel.none)
 
@@ -86,8 +94,11 @@ def resolve(
             f"model type '{model_type}' is not supported by Unsloth "
             f"(accel.supported_model_types: {', '.join(supported_model_types)})"
         )
-    if env.world_size > 1:
-        return fallback(f"multi-process launch (WORLD_SIZE={env.world_size}) is not supported by the installed Unsloth")
+    if dist is DistKind.zero3 and quant is Quant.int4:
+        return fallback(
+            "quant=int4 under dist=zero3: Unsloth stores 4-bit weights in the compute dtype "
+            "(bnb_4bit_quant_storage, which ZeRO-3 needs to partition them) only under FSDP2"
+        )
     if not env.installed():
         return fallback("Unsloth is not installed (pip install unsloth)")
     if quant is Quant.int8 and not env.has_gpu():
@@ -111,6 +122,7 @@ def decide(cfg: Config, model_type: str, env: Optional[Environment] = None) -> D
         supported_model_types=cfg.accel.supported_model_types,
         quant=cfg.quant.kind,
         env=env or unsloth_accel.environment(),
+        dist=cfg.dist.kind,
     )
     if decision.fell_back:
         prefix = "" if decision.not_applied else "Unsloth not available: "

@@ -45,7 +45,7 @@ class Job:
 
     name: str  # the job's folder under the sweep folder (its number)
     folder: Path
-    status: str  # succeeded | failed | running (still, or stopped without a word) | missing (no run.json)
+    status: str  # succeeded | failed | interrupted | running (still, or killed) | missing (no run.json)
     overrides: list[str] = field(default_factory=list)
     train_loss: Optional[float] = None
     eval_loss: Optional[float] = None
@@ -314,4 +314,7 @@ class SweepSummary(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
         if sweep_dir in _unfinished:
             _unfinished.remove(sweep_dir)
-        report(sweep_dir)
+        from aitraining import dist
+
+        if dist.is_main():  # a sweep under torchrun: every process ran it, the main one sums it up
+            report(sweep_dir)

@@ -91,7 +91,6 @@ def _sample_texts() -> list[str]:
 def build_tokenizer():
     """A byte-level BPE tokenizer trained on the shipped sample, wrapped for transformers."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -103,8 +102,16 @@ def build_tokenizer():
         show_progress=False,
     )
     tok.train_from_iterator(_sample_texts(), trainer=trainer)
+    return _wrap(tok)
+
+
+def _wrap(tok, **special):
+    """A `tokenizers` tokenizer as transformers' fast tokenizer, with the tiny models' special tokens."""
+    from transformers import PreTrainedTokenizerFast
+
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
+        **special,
         pad_token="<pad>",
         bos_token="<s>",
         eos_token="</s>",
@@ -114,12 +121,33 @@ def build_tokenizer():
     )
 
 
-def build(model_type: str, path: Path) -> Path:
-    """Build tiny `model_type` into `path` atomically (safe when several processes race)."""
+def build_byte_fallback_tokenizer():
+    """A Llama 2 / Mistral-shaped tokenizer (BPE with byte fallback, `▁` for spaces), trained on the
+    shipped sample. llama.cpp's converter reads this shape without knowing its pre-tokenizer (the
+    byte-level one of `build_tokenizer` it refuses, as it refuses any BPE vocabulary it has no hash
+    for), so the GGUF export's test model uses it: `build("llama", path, build_byte_fallback_tokenizer())`."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, trainers
+
+    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE, special_tokens=["<unk>", *SPECIAL_TOKENS, *byte_tokens], show_progress=False
+    )
+    tok.train_from_iterator(_sample_texts(), trainer=trainer)
+    return _wrap(tok, unk_token="<unk>")
+
+
+def build(model_type: str, path: Path, tokenizer=None) -> Path:
+    """Build tiny `model_type` into `path` atomically (safe when several processes race), with
+    `build_tokenizer()`'s tokenizer unless given another."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    tokenizer = build_tokenizer()
+    tokenizer = tokenizer or build_tokenizer()
     config = AutoConfig.for_model(
         model_type,
         vocab_size=len(tokenizer),

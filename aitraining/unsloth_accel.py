@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from typing import TYPE_CHECKING, Optional
 
 from aitraining import adapters
@@ -65,7 +64,7 @@ def environment() -> Environment:
     """This machine's facts, for the resolver."""
     from aitraining.resolver import Environment
 
-    return Environment(installed, has_gpu, try_import, int(os.environ.get("WORLD_SIZE", "1")))
+    return Environment(installed, has_gpu, try_import)
 
 
 # --------------------------------------------------------------------------- loading

@@ -1,11 +1,12 @@
 """Benchmarks of the runner against its floor, measured side by side in one run (ratios, medians).
 
-    python scripts/bench.py                 # all three, about 10 minutes on 2 CPU cores
+    python scripts/bench.py                 # all four, about 20 minutes on 2 CPU cores
     python scripts/bench.py overhead        # 1. python -m aitraining vs a hand-written TRL script
     python scripts/bench.py startup         # 2. --cfg job / --help vs `python -c "import hydra"`
     python scripts/bench.py data            # 3. data preparation vs datasets.map with the tokenizer
     python scripts/bench.py data --rows 1000000 # the same on a 1M-row JSONL
     python scripts/bench.py streaming       # 4. 3 steps streamed: the sample vs the sample x100
+    python scripts/bench.py checkpoints     # 5. the overhead job without and with checkpoints
     python scripts/bench.py --quick         # a tiny budget (the test suite's smoke test)
 
 1. Overhead: the same job (a ~20M-parameter llama-shaped model built offline, the Alpaca sample,
@@ -20,6 +21,13 @@
 4. Streaming: 3 steps on the tiny model, the shipped sample streamed against the sample repeated 100
    times as a JSONL, streamed, and read whole with a cold and a warm data cache (`python scripts/bench.py
    streaming`): whole-process wall time and peak RSS.
+3. Data: examples per second for reading, formatting and tokenizing the Alpaca sample repeated to
+   50k examples (aitraining.data + aitraining.data.encode) against `datasets.load_dataset("json")` +
+   `Dataset.map(tokenizer, batched=True)` on the concatenated text.
+5. Checkpoints: the overhead job as `python -m aitraining` with `trainer.save_steps=0` (none) and with
+   a checkpoint every `--save-every` steps (default 10: three in 30 steps, far more often than the
+   shipped default), interleaved; the wall-time ratio, the cost of one checkpoint, and from it the
+   share of wall time checkpointing takes at the shipped default `trainer.save_steps`.
 """
 
 from __future__ import annotations
@@ -42,6 +50,12 @@ PY = sys.executable
 
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
     """Wall seconds, peak RSS (MiB) and stdout of one child process."""
+    wall, rss, out, _ = timed_cpu(cmd, env)
+    return wall, rss, out
+
+
+def timed_cpu(cmd: list[str], env: dict | None = None) -> tuple[float, int, str, float]:
+    """`timed`, and the child's CPU seconds (user + system): what other work on the machine hardly changes."""
     start = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
     out = proc.stdout.read() if proc.stdout else ""
@@ -49,7 +63,7 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
-    return time.time() - start, usage.ru_maxrss // 1024, out
+    return time.time() - start, usage.ru_maxrss // 1024, out, usage.ru_utime + usage.ru_stime
 
 
 def median(values: list[float]) -> float:
@@ -90,6 +104,14 @@ model.save_pretrained({str(folder)!r}); tok.save_pretrained({str(folder)!r})
     print(f"model: llama-shaped, {int(params) / 1e6:.1f}M parameters")
 
 
+def aitraining_command(model: Path, out: Path, steps: int, batch: int, max_len: int, *extra: str) -> list[str]:
+    """The overhead job as `python -m aitraining`."""
+    return [PY, "-m", "aitraining", f"model.name={model}", f"model.max_seq_length={max_len}", "model.dtype=float32",
+            "data=alpaca_sample", f"trainer.max_steps={steps}", f"trainer.batch_size={batch}",
+            "trainer.learning_rate=2e-4", "trainer.gradient_checkpointing=false", "trainer.logging_steps=10",
+            "peft.r=16", "peft.alpha=32", f"output_dir={out}", *extra]  # fmt: skip
+
+
 def overhead(repeats: int, steps: int, quick: bool = False) -> None:
     work = Path(tempfile.mkdtemp(prefix="aitraining-bench-"))
     try:
@@ -103,11 +125,7 @@ def overhead(repeats: int, steps: int, quick: bool = False) -> None:
                     cmd = [PY, "scripts/bench_trl_baseline.py", str(work / "model"), str(ALPACA), str(out), str(steps),
                            str(batch), str(max_len)]  # fmt: skip
                 else:
-                    cmd = [PY, "-m", "aitraining", f"model.name={work / 'model'}", f"model.max_seq_length={max_len}",
-                           "model.dtype=float32", "data=alpaca_sample", f"trainer.max_steps={steps}",
-                           f"trainer.batch_size={batch}", "trainer.learning_rate=2e-4",
-                           "trainer.gradient_checkpointing=false", "trainer.logging_steps=10", "peft.r=16",
-                           "peft.alpha=32", f"output_dir={out}"]  # fmt: skip
+                    cmd = aitraining_command(work / "model", out, steps, batch, max_len)
                 start = time.time()
                 wall, rss, stdout = timed(cmd)
                 if arm == "trl":
@@ -124,6 +142,60 @@ def overhead(repeats: int, steps: int, quick: bool = False) -> None:
                                  ("rss", "peak memory (RSS)", "MiB")):  # fmt: skip
             a, b = median(runs["trl"][key]), median(runs["aitraining"][key])
             print(f"{label:24}{a:>11.2f}{unit[0]}{b:>11.2f}{unit[0]}{b / a:>8.3f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- 4. checkpoints
+
+
+def save_seconds(folder: Path) -> float:
+    """How long a checkpoint took to write: from its first file to aitraining's completion marker."""
+    files = [p for p in folder.iterdir() if p.is_file()]
+    marker = folder / "aitraining_checkpoint.json"
+    return marker.stat().st_mtime - min(p.stat().st_mtime for p in files if p != marker)
+
+
+def checkpoint_cost(repeats: int, steps: int, every: int, quick: bool = False) -> None:
+    from aitraining.compose import compose
+
+    default = compose([]).trainer.save_steps
+    work = Path(tempfile.mkdtemp(prefix="aitraining-bench-ckpt-"))
+    try:
+        build_model(work / "model", quick)
+        batch, max_len = 8, 512
+        walls: dict[int, list[float]] = {0: [], every: []}
+        cpus: dict[int, list[float]] = {0: [], every: []}
+        train_seconds: list[float] = []
+        saves: list[float] = []  # seconds from a checkpoint's first file to its completion marker
+        for i in range(repeats):
+            for save in (0, every):  # interleaved: drift hits both arms alike
+                out = work / f"save{save}-{i}"
+                wall, _, _, cpu = timed_cpu(aitraining_command(work / "model", out, steps, batch, max_len,
+                                                               f"trainer.save_steps={save}"))  # fmt: skip
+                walls[save].append(wall)
+                cpus[save].append(cpu)
+                saved = len(list((out / "checkpoints").glob("checkpoint-*")))
+                saves += [save_seconds(folder) for folder in (out / "checkpoints").glob("checkpoint-*")]
+                if save == 0:
+                    train_seconds.append(json.loads((out / "run.json").read_text())["train_seconds"])
+                shutil.rmtree(out)
+        count = steps // every
+        a, b = median(walls[0]), median(walls[every])
+        per_checkpoint = (b - a) / count
+        per_step = median(train_seconds) / steps
+        print(f"\n4. Checkpoints: {steps} steps x batch {batch}, max length {max_len}, median of {repeats}")
+        print(f"{'':24}{'none':>12}{f'every {every}':>12}{'ratio':>8}")
+        print(f"{'whole-process wall time':24}{a:>11.2f}s{b:>11.2f}s{b / a:>8.3f}")
+        c, d = median(cpus[0]), median(cpus[every])
+        print(f"{'process CPU time':24}{c:>11.2f}s{d:>11.2f}s{d / c:>8.3f}")
+        print(f"checkpoints saved: {count} (the last run kept {saved}: trainer.save_total_limit)")
+        save = median(saves)
+        print(f"one checkpoint: {per_checkpoint:.3f} s from the wall times, {save:.3f} s from its files "
+              f"(first file to marker, median of {len(saves)}); one optimizer step: {per_step:.3f} s")  # fmt: skip
+        for label, cost in (("wall times", per_checkpoint), ("files", save)):
+            print(f"at the default trainer.save_steps={default} ({label}): "
+                  f"{100 * max(cost, 0.0) / (default * per_step):.3f}% of the training time")  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -263,12 +335,15 @@ def streaming(repeats: int, times: int, steps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", nargs="*", choices=["overhead", "startup", "data", "streaming", []], default=[])
+    parser.add_argument("which", nargs="*", choices=["overhead", "startup", "data", "streaming", "checkpoints", []],
+                        default=[])  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="tiny budget: checks the script runs")
     parser.add_argument("--rows", type=int, default=50_000, help="examples in the data benchmark's JSONL")
-    parser.add_argument("--repeats", type=int, default=3, help="repeats of the data benchmark (medians)")
+    parser.add_argument("--steps", type=int, default=30, help="optimizer steps of the overhead and checkpoint jobs")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each arm (the median is reported)")
+    parser.add_argument("--save-every", type=int, default=10, help="checkpoints: the checkpointing arm's save_steps")
     args = parser.parse_args()
-    which = args.which or ["startup", "data", "overhead"]
+    which = args.which or ["startup", "data", "overhead", "checkpoints"]
     print(f"machine: {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}")
     if "startup" in which:
         startup(repeats=1 if args.quick else 7)
@@ -277,7 +352,10 @@ def main() -> None:
     if "streaming" in which:
         streaming(repeats=1 if args.quick else args.repeats, times=2 if args.quick else 100, steps=3)
     if "overhead" in which:
-        overhead(repeats=1 if args.quick else 3, steps=1 if args.quick else 30, quick=args.quick)
+        overhead(repeats=1 if args.quick else args.repeats, steps=1 if args.quick else args.steps, quick=args.quick)
+    if "checkpoints" in which:
+        checkpoint_cost(repeats=1 if args.quick else args.repeats, steps=2 if args.quick else args.steps,
+                        every=1 if args.quick else args.save_every, quick=args.quick)  # fmt: skip
 
 
 if __name__ == "__main__":

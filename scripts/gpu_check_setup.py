@@ -1,5 +1,5 @@
 """Build what scripts/gpu_check.sh trains on: a Llama-3.2-1B-shaped model with random weights (no
-download) and a text file whose rows each fill a 2048-token sequence.
+download) and a text file whose rows each nearly fill a 2048-token sequence.
 
     python scripts/gpu_check_setup.py WORKDIR [--small]     (--small: a CPU-sized dry run)
 """
@@ -64,16 +64,16 @@ def main() -> None:
     texts = [f"{r['instruction']}\n{r['input']}\n{r['output']}" for r in rows]
     lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
     out, start = [], 0
-    while len(out) < ROWS:  # rows of consecutive examples, each just over SEQ_TOKENS tokens
-        parts, total, i = [], 0, start
-        while total < SEQ_TOKENS + 16:
+    while len(out) < ROWS:  # rows of consecutive examples, each just under SEQ_TOKENS tokens (the
+        parts, total, i = [], 0, start  # runner refuses data of which no example fits max_seq_length)
+        while total + lengths[i % len(texts)] + 1 < SEQ_TOKENS - 8:
             parts.append(texts[i % len(texts)])
             total += lengths[i % len(texts)] + 1
             i += 1
         out.append({"text": "\n\n".join(parts)})
         start += 7
     (work / "long.jsonl").write_text("".join(json.dumps(r) + "\n" for r in out))
-    print(f"data: {len(out)} rows of >= {SEQ_TOKENS} tokens -> {work / 'long.jsonl'}")
+    print(f"data: {len(out)} rows of just under {SEQ_TOKENS} tokens -> {work / 'long.jsonl'}")
 
 
 if __name__ == "__main__":

@@ -8,16 +8,22 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from aitraining import checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "tests" / "data"
 ALPACA = REPO / "aitraining" / "samples" / "alpaca_en_demo.json"  # shipped with the package
 TEXT = TEST_DATA / "c4_demo.jsonl"  # 64 plain-text rows
 PAIRS = TEST_DATA / "dpo_en_demo.json"  # 64 ShareGPT preference pairs
+# llama.cpp's converter, unpacked by `make setup` (python -m aitraining.export.llamacpp .llama.cpp).
+LLAMA_CPP = Path(os.environ.get("LLAMA_CPP_DIR", REPO / ".llama.cpp"))
 
 
 @dataclass
@@ -91,8 +97,9 @@ def read_run(output_dir: Path) -> dict:
 
 
 # Overrides that make a training run take a few seconds on the tiny model.
+# No samples.md (seconds a run): the tests of samples set trainer.samples themselves.
 QUICK = ["experiment=quickstart", "trainer.max_steps=6", "trainer.logging_steps=2", "data.max_samples=64",
-         "model.max_seq_length=512"]  # fmt: skip
+         "model.max_seq_length=512", "trainer.samples=0"]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the existing tool's CLI
@@ -125,3 +132,58 @@ def write_page_data(folder: Path) -> Path:
     sharegpt = [{"conversations": [*row["conversations"], row["chosen"]]} for row in dpo]
     (folder / "sharegpt_data.json").write_text(json.dumps(sharegpt))
     return folder
+
+
+# --------------------------------------------------------------------------- runs the tests stop (test_resume.py)
+
+
+def losses(out: Path) -> dict[int, float]:
+    """Step -> train loss, from metrics.json; each step at most once (one curve)."""
+    history = json.loads((out / "metrics.json").read_text())
+    steps = [h["step"] for h in history if "loss" in h]
+    assert len(steps) == len(set(steps)), f"a step logged twice: {steps}"
+    return {h["step"]: h["loss"] for h in history if "loss" in h}
+
+
+def weights(out: Path) -> bytes:
+    folder = out / ("adapter" if (out / "adapter").is_dir() else "model")
+    return b"".join(p.read_bytes() for p in sorted(folder.glob("*.safetensors")))
+
+
+def complete(out: Path, step: int) -> bool:
+    found = checkpoints.at(checkpoints.folder(out) / f"checkpoint-{step}")
+    return found is not None and found.complete
+
+
+class Background:
+    """`python -m aitraining ARGS` running while the test watches its folder and signals it."""
+
+    def __init__(self, env, cwd: Path, *args: str, launch: Sequence[str] = (sys.executable, "-m", "aitraining")):
+        self.log = cwd / f"background-{time.monotonic_ns()}.log"
+        self.handle = self.log.open("w")
+        self.proc = subprocess.Popen([*launch, *args], cwd=cwd, env=env,
+                                     stdout=self.handle, stderr=subprocess.STDOUT)  # fmt: skip
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, what: Callable[[], bool], description: str, poll: float = 0.02) -> None:
+        deadline = time.monotonic() + 600  # a guard against a hang, not a speed check
+        while not what():
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"the run ended ({self.proc.returncode}) before {description}:\n{self.output[-3000:]}"
+                )
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise AssertionError(f"no {description} after 600 s:\n{self.output[-3000:]}")
+            time.sleep(poll)
+
+    def send(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def finish(self) -> int:
+        code = self.proc.wait(timeout=600)
+        self.handle.close()
+        return code

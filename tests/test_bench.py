@@ -17,6 +17,7 @@ def test_bench_runs_with_a_tiny_budget(env):
         [sys.executable, "scripts/bench.py", "--quick"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    for heading in ("1. Overhead", "2. Start-up", "3. Data preparation"):
+    for heading in ("1. Overhead", "2. Start-up", "3. Data preparation", "4. Checkpoints"):
         assert heading in done.stdout
     assert "heavy modules imported by --cfg job: none" in done.stdout
+    assert "checkpoints saved: 2" in done.stdout and "at the default trainer.save_steps=500" in done.stdout

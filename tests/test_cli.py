@@ -172,7 +172,7 @@ def test_every_flag_maps_to_its_hydra_key(tmp_path):
 def test_more_of_the_existing_tools_flags(console):
     flags = (
         "--max-samples 10 --logging-steps 5 --disable-gradient-checkpointing --warmup-ratio 0.1 --weight-decay 0.01 "
-        "--max-grad-norm 0.5 --optimizer adamw_torch --scheduler cosine --auto-convert-dataset --merge-adapter"
+        "--max-grad-norm 0.5 --optimizer adamw_torch --scheduler cosine --auto-convert-dataset --merge-adapter --peft"
     )
     result = console("llm", "--train", "--model", "tiny:llama", *flags.split(), "--print-config")
     cfg = printed_config(result)
@@ -185,8 +185,10 @@ def test_more_of_the_existing_tools_flags(console):
         "optim": "adamw_torch",
         "lr_scheduler_type": "cosine",
     }
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING:")]
-    assert len(warnings) == 1 and warnings[0].startswith("WARNING: --merge-adapter: ignored"), warnings
+    assert cfg["export"]["merge"] is True
+    assert not [line for line in result.stderr.splitlines() if line.startswith("WARNING:")]
+    full = console("llm", "--train", "--model", "tiny:llama", "--merge-adapter", "--print-config")
+    assert "--merge-adapter: export.merge=true needs peft=lora" in full.stderr and "Add --peft." in full.stderr
 
 
 def test_print_config_shows_every_flag_in_the_composed_config(console, tmp_path):
@@ -354,12 +356,41 @@ def test_params_refuse_unknown_attributes_after_construction():
         params.epoch = 2
 
 
-def test_params_warn_about_what_they_ignore():
+def test_params_accept_what_they_ignore():
     from aitraining import LLMTrainingParams
 
-    with pytest.warns(UserWarning, match="merge_adapter: ignored: aitraining keeps the LoRA adapter unmerged"):
-        params = LLMTrainingParams(model="tiny:llama", peft=True, merge_adapter=True, auto_convert_dataset=True)
+    params = LLMTrainingParams(model="tiny:llama", peft=True, auto_convert_dataset=True)
     assert params.to_overrides() == LLMTrainingParams(model="tiny:llama", peft=True).to_overrides()
+
+
+def test_merge_push_log_and_token_map_onto_export_logger_and_the_environment(monkeypatch):
+    from aitraining import LLMTrainingParams
+
+    params = LLMTrainingParams(model="tiny:llama", peft=True, project_name="fast-model", merge_adapter=True,
+                               push_to_hub=True, username="me", token="hf_secret123", log="tensorboard")  # fmt: skip
+    overrides = params.to_overrides()
+    assert "export.merge=true" in overrides and "logger=tensorboard" in overrides
+    assert "export.push_to_hub=me/${project_name}" in overrides
+    assert not any("hf_secret123" in o for o in overrides) and "hf_secret123" not in repr(params)
+    cfg = params.to_config()
+    assert cfg.export.merge and cfg.export.push_to_hub == "me/fast-model" and cfg.export.private
+    assert cfg.logger.kind.value == "tensorboard"
+    mine = LLMTrainingParams(model="tiny:llama", peft=True, push_to_hub=True).to_config()
+    assert mine.export.push_to_hub == "aitraining"  # no --username: the token's own account
+    assert "export.merge=false" in LLMTrainingParams(model="tiny:llama", merge_adapter=False).to_overrides()
+
+
+def test_cli_token_goes_to_the_environment_not_the_overrides(monkeypatch, tmp_path):
+    import os
+
+    from aitraining.compat.cli import prepare
+
+    monkeypatch.setenv("HF_TOKEN", "before")  # restored after the test
+    arguments = prepare(["llm", "--train", "--model", "tiny:llama", "--peft", "--push-to-hub", "--token", "hf_x1",
+                         "--log", "wandb", "--merge-adapter"], tmp_path)  # fmt: skip
+    assert arguments is not None and not any("hf_x1" in a for a in arguments)
+    assert os.environ["HF_TOKEN"] == "hf_x1"
+    assert {"logger=wandb", "export.merge=true", "export.push_to_hub=${project_name}"} <= set(arguments)
 
 
 def test_only_the_local_backend(tmp_path):

@@ -11,7 +11,7 @@ from aitraining.compose import compose
 from aitraining.conf_files import CONF_DIR
 from aitraining.config import Accel, Config, PeftKind, Quant, TrainerKind
 
-GROUPS = ["model", "trainer", "accel", "quant", "peft", "data"]
+GROUPS = ["model", "trainer", "accel", "quant", "peft", "data", "dist", "logger", "export"]
 
 
 def options(group: str) -> list[str]:
@@ -54,6 +54,7 @@ def test_expected_options_exist():
     assert set(options("accel")) == {"none", "unsloth"}
     assert set(options("quant")) == {"none", "int4", "int8"}
     assert set(options("peft")) == {"lora", "none"}
+    assert set(options("dist")) == {"none", "ddp", "fsdp", "zero2", "zero3"}
     assert "quickstart" in experiments()
 
 

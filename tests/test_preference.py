@@ -9,9 +9,19 @@ import pytest
 from conftest import PAIRS, read_run
 
 # 32 pairs, cut to short prompts and replies, a few steps: seconds on CPU
-SHORT = ["experiment=quickstart", f"data.path={PAIRS}", "data.format=auto", "data.max_samples=32",
-         "trainer.max_prompt_length=48", "trainer.max_completion_length=32", "trainer.max_steps=4",
-         "trainer.logging_steps=1", "trainer.batch_size=4"]  # fmt: skip
+SHORT = [
+    "experiment=quickstart",
+    f"data.path={PAIRS}",
+    "data.format=auto",
+    "data.max_samples=32",
+    "trainer.max_prompt_length=48",
+    "trainer.max_completion_length=32",
+    "trainer.max_steps=4",
+    "trainer.logging_steps=1",
+    "trainer.batch_size=4",
+    "trainer.samples=1",
+    "trainer.sample_max_new_tokens=4",
+]  # fmt: skip  (samples.md of preference pairs)
 
 
 def imported(stderr: str) -> set[str]:
@@ -35,6 +45,8 @@ def test_preference_trainers_train_and_the_adapter_loads(cli, tmp_path, trainer,
     assert run["trainer"] == trainer and run["data"]["format"] == "preference"
     assert run["data"]["pairs_cut"] > 0  # the sample's long replies were cut to 32 tokens
     assert run["loss"]["train_last"] == run["loss"]["train_last"]  # not NaN
+    samples = (out / "samples.md").read_text()  # a pair's prompt, through the chat template, and its chosen reply
+    assert run["prompt_style"] == "chat" and "<|im_start|>user" in samples and "**The data's answer**" in samples
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(run["model"]["path"]), out / "adapter")
     assert any("lora_B" in name for name, _ in model.named_parameters())
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from aitraining import record
-from aitraining.record import AcceleratorRecord, LossRecord, RunRecord, Status
+from aitraining.record import AcceleratorRecord, ExportRecord, LossRecord, RunRecord, Status, TrackerRecord
 
 
 def test_write_then_read_gives_the_same_record(tmp_path):
     run = RunRecord(status=Status.succeeded, output_dir=str(tmp_path), overrides=["seed=1"],
                     accelerator=AcceleratorRecord("unsloth", "none", "not installed"),
-                    loss=LossRecord(3.0, 2.0, None), data={"format": "text", "sources": ["x"]})  # fmt: skip
+                    loss=LossRecord(3.0, 2.0, None), data={"format": "text", "sources": ["x"]},
+                    logger=TrackerRecord("wandb", "p", "0", "/sweep", "/sweep/0/wandb"),
+                    export=ExportRecord(merged="merged", gguf={"q8_0": "gguf/x-q8_0.gguf"}))  # fmt: skip
     record.write(tmp_path, run)
     assert record.read(tmp_path) == run
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # written atomically, nothing left beside it

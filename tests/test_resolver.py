@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from aitraining.config import Accel, AccelConfig, Config, ModelConfig, Quant, TrainerKind
+from aitraining.config import Accel, AccelConfig, Config, DistKind, ModelConfig, Quant, TrainerKind
 from aitraining.resolver import Environment, Imported, apply, decide, resolve
 from aitraining.trainers.registry import TRAINERS
 
@@ -21,14 +21,19 @@ def never():
 WORKS = Imported(version="2026.10.9")
 
 
-def env(installed=True, gpu=True, imported=WORKS, world_size=1):
-    return Environment(lambda: installed, lambda: gpu, lambda: imported, world_size)
+def env(installed=True, gpu=True, imported=WORKS):
+    return Environment(lambda: installed, lambda: gpu, lambda: imported)
 
 
 def decide_table(
-    model_type="llama", trainer=TrainerKind.sft, quant=Quant.none, environment=None, requested=Accel.unsloth
+    model_type="llama",
+    trainer=TrainerKind.sft,
+    quant=Quant.none,
+    environment=None,
+    requested=Accel.unsloth,
+    dist=DistKind.none,
 ):
-    return resolve(requested, trainer, model_type, SUPPORTED, quant, environment or env())
+    return resolve(requested, trainer, model_type, SUPPORTED, quant, environment or env(), dist)
 
 
 def test_accel_none_asks_nothing():
@@ -73,9 +78,19 @@ def test_import_failure_reports_first_line():
     assert decision.reason == f"Unsloth is installed but failed to import: {imported.error}"
 
 
-def test_multi_process_launch_falls_back():
-    decision = decide_table(environment=Environment(never, never, never, world_size=4))
-    assert decision.used is Accel.none and "WORLD_SIZE=4" in decision.reason
+@pytest.mark.parametrize("dist", list(DistKind))
+@pytest.mark.parametrize("quant", [Quant.none, Quant.int4])
+def test_unsloth_trains_under_every_strategy_but_qlora_under_zero3(dist, quant):
+    """unsloth 2026.10.9: DDP (models/_ddp_defaults.py), FSDP2 with QLoRA (fsdp2_launch.py,
+    models/fsdp2_qlora.py), DeepSpeed ZeRO (models/loader_utils.py); 4-bit storage for sharding only
+    under FSDP2 (models/llama.py:4022-4025), so QLoRA under ZeRO-3 falls back, with that reason,
+    before anything is imported."""
+    if dist is DistKind.zero3 and quant is Quant.int4:
+        decision = decide_table(quant=quant, dist=dist, environment=Environment(never, never, never))
+        assert decision.used is Accel.none
+        assert "zero3" in decision.reason and "bnb_4bit_quant_storage" in decision.reason
+    else:
+        assert decide_table(quant=quant, dist=dist).used is Accel.unsloth
 
 
 def test_int8_on_cpu_falls_back_before_importing():

@@ -24,10 +24,15 @@ def test_reward_fields_are_checked():
         compose(["trainer=reward", "trainer.valid_size=1.5"])
     with pytest.raises(ConfigError, match="trainer.beta applies to trainer=dpo, orpo, simpo, kto only"):
         compose(["trainer=reward", "trainer.beta=0.2"])
+    assert compose(["trainer=reward"]).trainer.samples == 0  # a scorer writes no samples.md
+    with pytest.raises(ConfigError, match="trainer=reward trains a scorer, which does not generate"):
+        compose(["trainer=reward", "trainer.samples=2"])
+    with pytest.raises(ConfigError, match="trains a scorer .* leave export=none"):
+        compose(["trainer=reward", "export=merged"])
 
 
 @pytest.mark.slow
-def test_reward_model_learns_the_pairs_and_loads_as_a_classifier(cli, tmp_path):
+def test_reward_model_learns_the_pairs_and_loads_as_a_classifier(cli, console, tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(p) + "\n" for p in learnable_pairs(64)))
     out = tmp_path / "rm"
@@ -59,6 +64,10 @@ def test_reward_model_learns_the_pairs_and_loads_as_a_classifier(cli, tmp_path):
     assert score(" thank you") > score(" green rock")
     untrained = AutoModelForSequenceClassification.from_pretrained(run["model"]["path"], num_labels=1)
     assert not torch.equal(untrained.score.weight, model.base_model.model.score.modules_to_save["default"].weight)
+    assert not (out / "samples.md").exists()
+    refused = console("chat", str(out))
+    assert refused.returncode != 0 and "trained a reward model (trainer=reward)" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 @pytest.mark.slow

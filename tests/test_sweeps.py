@@ -24,7 +24,7 @@ from aitraining.config import Accel, DataFormat, PeftKind, Quant, TrainerKind
 from conftest import ALPACA, PAIRS, REPO, read_run
 
 # A sweep job that takes a few seconds on the tiny model.
-TINY = ["trainer.max_steps=3", "trainer.logging_steps=1", "data.max_samples=32"]
+TINY = ["trainer.max_steps=3", "trainer.logging_steps=1", "data.max_samples=32", "trainer.samples=0"]
 SHIPPED = ["fast_model", "quantized_model", "quickstart", "sharegpt_chat"]
 
 
@@ -147,12 +147,11 @@ def test_optuna_search_config():
     assert sweeper.sampler._target_.endswith("TPESampler") and sweeper.sampler.seed == 42
 
 
-def test_slurm_launcher_config_makes_an_sbatch_script(tmp_path, monkeypatch):
-    """conf/hydra/launcher/slurm.yaml, turned into sbatch parameters as the plugin does."""
-    cfg = compose_cfg(["hydra/launcher=slurm", "experiment=fast_model", "hydra.launcher.partition=gpu"], hydra=True)
-    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+def sbatch_script(overrides: list[str], tmp_path: Path, monkeypatch) -> str:
+    """The sbatch script submitit writes for a launcher config, made as the plugin makes it (no cluster)."""
+    cfg = compose_cfg(overrides, hydra=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert launcher["_target_"].endswith("SlurmLauncher")
-    assert launcher["gpus_per_node"] == 1 and launcher["tasks_per_node"] == 1
     import submitit
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
@@ -166,9 +165,28 @@ def test_slurm_launcher_config_makes_an_sbatch_script(tmp_path, monkeypatch):
     params = {k if k in base else f"slurm_{k}": v for k, v in launcher.items() if k not in own}
     executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm")
     executor.update_parameters(**{**params, "name": "aitraining"})  # refuses unknown sbatch options
-    script = executor._executor._make_submission_file_text("python -m aitraining", "1")
-    for line in ("--gpus-per-node=1", "--ntasks-per-node=1", "--partition=gpu", "--time=720", "--mem=64GB"):
+    return executor._executor._make_submission_file_text("python -m aitraining", "1")
+
+
+def test_slurm_launcher_config_makes_an_sbatch_script(tmp_path, monkeypatch):
+    """conf/hydra/launcher/slurm.yaml, turned into sbatch parameters as the plugin does."""
+    overrides = ["hydra/launcher=slurm", "experiment=fast_model", "hydra.launcher.partition=gpu"]
+    script = sbatch_script(overrides, tmp_path, monkeypatch)
+    for line in ("--nodes=1", "--gpus-per-node=1", "--ntasks-per-node=1", "--partition=gpu", "--time=720",
+                 "--mem=64GB"):  # fmt: skip
         assert f"#SBATCH {line}" in script, script
+
+
+@pytest.mark.parametrize("nodes,gpus", [(1, 4), (2, 8)])
+def test_multi_node_launcher_makes_one_task_per_gpu(tmp_path, monkeypatch, nodes, gpus):
+    """hydra/launcher=slurm_multi: nodes x GPUs per node, one task (process) per GPU, each task started
+    by srun (submitit); the tasks join one process group from SLURM's environment (tests/test_dist.py)."""
+    overrides = ["hydra/launcher=slurm_multi", "experiment=fast_model", "dist=ddp", f"hydra.launcher.nodes={nodes}",
+                 f"hydra.launcher.gpus_per_node={gpus}", "hydra.launcher.partition=gpu"]  # fmt: skip
+    script = sbatch_script(overrides, tmp_path, monkeypatch)
+    for line in (f"--nodes={nodes}", f"--gpus-per-node={gpus}", f"--ntasks-per-node={gpus}", "--partition=gpu"):
+        assert f"#SBATCH {line}" in script, script
+    assert "\nsrun " in script  # one srun starts every task of the job
 
 
 # --------------------------------------------------------------------------- the summary (fast)

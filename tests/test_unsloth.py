@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import PAIRS, QUICK, read_run
+from conftest import PAIRS, QUICK, Background, complete, losses, read_run, weights
 
 pytestmark = [
     pytest.mark.unsloth,
@@ -51,6 +51,36 @@ def test_unsloth_trains_supported_types(cli, tmp_path, model_type, quant):
     )
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_checkpoint_sigterm_and_resume_on_the_unsloth_path_are_exact(cli, env, tmp_path):
+    """Unsloth's model and trainer patches keep the HF checkpoint format: a run stopped by SIGTERM
+    after a checkpoint resumes to the uninterrupted run's losses and adapter, bit for bit."""
+    import signal
+
+    args = ["experiment=quickstart", "accel=unsloth", "trainer.max_steps=6", "trainer.logging_steps=1",
+            "data.max_samples=32", "model.max_seq_length=256", "trainer.batch_size=4",
+            "trainer.save_steps=2"]  # fmt: skip
+    whole = tmp_path / "whole"
+    result = cli(*args, f"output_dir={whole}")
+    assert result.returncode == 0, result.output[-3000:]
+    out = tmp_path / "stopped"
+    run = Background(env, tmp_path, *args, f"output_dir={out}")
+    run.wait_for(lambda: complete(out, 2), "a checkpoint at step 2")
+    run.send(signal.SIGTERM)
+    assert run.finish() == 128 + signal.SIGTERM, run.output[-3000:]
+    stopped = read_run(out)["steps"]
+    assert read_run(out)["status"] == "interrupted" and complete(out, stopped)
+    resumed = cli(*args, f"output_dir={out}", "resume=true")
+    assert resumed.returncode == 0, resumed.output[-3000:]
+    assert "should be imported before" not in resumed.output
+    run_record = read_run(out)
+    assert run_record["accelerator"]["used"] == "unsloth" and len(run_record["segments"]) == 2
+    ours, theirs = losses(out), losses(whole)
+    assert sorted(ours) == sorted(theirs) == list(range(1, 7))
+    largest = max(abs(ours[s] - theirs[s]) for s in theirs if s > stopped)
+    print(f"\nUnsloth: largest per-step loss difference after the resume at step {stopped}: {largest:.3g}")
+    assert largest <= 1e-5 and weights(out) == weights(whole)
 
 
 def test_int8_on_cpu_falls_back_with_the_reason(cli, tmp_path):
@@ -153,3 +183,15 @@ def test_sharegpt_mapping_with_tool_turns_trains_through_the_templates_tool_supp
     run = read_run(out)
     assert run["accelerator"]["used"] == "unsloth"
     assert run["data"]["format"] == "messages" and run["data"]["chat_template"] == "built-in qwen2.5"
+
+
+def test_chat_and_samples_of_an_unsloth_run_use_its_fast_inference(cli, env, tmp_path):
+    result, out = train(cli, tmp_path, "trainer.samples=1", "trainer.sample_max_new_tokens=4")
+    assert result.returncode == 0, result.output[-3000:]
+    assert read_run(out)["samples"] == "samples.md" and "**Base model**" in (out / "samples.md").read_text()
+    done = subprocess.run([sys.executable, "-m", "aitraining.cli", "chat", str(out), "--temperature", "0",
+                           "--max-new-tokens", "4"], input="Name a colour.\nName a fruit.\n", capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "adapter/ with Unsloth's fast inference" in done.stderr
+    assert done.stdout.count("\n") == 2

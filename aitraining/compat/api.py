@@ -58,7 +58,7 @@ class _Params:
             checked = options.coerce(option, value, name)
         object.__setattr__(self, name, checked)
         self._given.add(name)
-        if option.warning and checked:
+        if option.warning and checked in option.warn_values:
             warnings.warn(f"{name}: {option.warning}", UserWarning, stacklevel=3)
 
     def values(self) -> dict[str, Any]:
@@ -88,7 +88,7 @@ class _Params:
 
 LLMTrainingParams = make_dataclass(
     "LLMTrainingParams",
-    [(o.name, o.annotation, field(default=o.default)) for o in options.OPTIONS],
+    [(o.name, o.annotation, field(default=o.default, repr=o.environment is None)) for o in options.OPTIONS],
     bases=(_Params,),
     init=False,
 )
@@ -124,7 +124,9 @@ class AutoTrainProject:
     """The existing tool's AutoTrainProject: `create()` trains and returns a TrainingJob.
 
     process=True runs `python -m aitraining <overrides>` in a child process (its output is copied
-    to sys.stdout); process=False runs the same Hydra app in this process.
+    to sys.stdout); process=False runs the same Hydra app in this process. With distributed_backend
+    and more than one process (num_processes, or the visible GPUs), the job runs under
+    `accelerate launch` in child processes either way.
     """
 
     params: LLMTrainingParams
@@ -156,7 +158,14 @@ class AutoTrainProject:
         else:  # pin the fresh outputs/<project>/<time> folder, so that the job knows where it is
             output_dir = (cwd / config.output_dir).absolute()
             overrides.append(f"output_dir={options.hydra_value(str(output_dir))}")
-        code = _run_child(overrides, cwd) if self.process else _run_here(overrides)
+        os.environ.update(options.environment(self.params.values()))  # token=: the run's HF_TOKEN, in no file
+        launch = cli.launch_command(self.params.values(), overrides)  # distributed_backend: several processes
+        if launch is not None:
+            code = _run_child(launch, cwd)
+        elif self.process:
+            code = _run_child([sys.executable, "-m", "aitraining", *overrides], cwd)
+        else:
+            code = _run_here(overrides)
         job = TrainingJob(output_dir=output_dir, returncode=code, overrides=overrides)
         if code != 0:
             raise TrainingError(
@@ -166,11 +175,9 @@ class AutoTrainProject:
         return job
 
 
-def _run_child(overrides: list[str], cwd: Path) -> int:
-    """`python -m aitraining <overrides>`, its stdout and stderr copied to sys.stdout as they come."""
-    child = subprocess.Popen(
-        [sys.executable, "-m", "aitraining", *overrides], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+def _run_child(command: list[str], cwd: Path) -> int:
+    """`python -m aitraining <overrides>` (or its launch), stdout and stderr copied to sys.stdout as they come."""
+    child = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert child.stdout is not None
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     while chunk := os.read(child.stdout.fileno(), 65536):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from aitraining.compat.options import (
     Option,
     ParamsError,
     coerce,
+    environment,
     existing_defaults,
     explain,
     hydra_value,
@@ -62,8 +64,8 @@ def check_project_folder(overrides: Sequence[str], folder: Optional[Path], what:
     The runner refuses a folder that holds a run too (record.check_output_dir); this refuses one
     holding anything else as well, as `--project-name` names a folder the user may already use.
     """
-    if folder is None or last_value(overrides, "overwrite") == "true":
-        return
+    if folder is None or last_value(overrides, "overwrite") == "true" or last_value(overrides, "resume") == "true":
+        return  # overwrite it, or resume the run in it (the runner checks that it is one)
     if last_value(overrides, "output_dir") != hydra_value(str(folder)):
         return  # output_dir=... after `--` chose another folder: the runner checks that one
     if folder.exists() and not folder.is_dir():
@@ -230,6 +232,35 @@ def parse(argv: Sequence[str]) -> Optional[Request]:
     return Request(values=values, passthrough=passthrough, print_config=print_config)
 
 
+def launch_command(values: dict[str, Any], arguments: Sequence[str]) -> Optional[list[str]]:
+    """With --distributed-backend, what the existing tool did: run the job under `accelerate launch`
+    with one process per visible GPU (or --num-processes); None for a single process, or when this
+    already is one process of a launch."""
+    if values.get("distributed_backend") is None or "WORLD_SIZE" in os.environ:
+        return None
+    processes = values.get("num_processes") or _visible_gpus()
+    if processes <= 1:
+        return None
+    # --multi_gpu: accelerate's multi-process launch (each process uses gloo when there is no GPU).
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1"]
+    port = ["--main_process_port", str(_free_port())]  # not accelerate's fixed 29500: two runs may share a machine
+    return [*launch, *port, "--num_processes", str(processes), "-m", "aitraining", *arguments]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
 def run_hydra_app(arguments: Sequence[str]) -> None:
     """Run the Hydra app of `python -m aitraining` in this process with these arguments."""
     from aitraining import app
@@ -244,9 +275,15 @@ def prepare(argv: Sequence[str], cwd: Path) -> Optional[list[str]]:
     request = parse(argv)
     if request is None:
         return None
+    return checked_arguments(request, cwd)
+
+
+def checked_arguments(request: Request, cwd: Path) -> list[str]:
+    """`prepare`'s arguments for a parsed request."""
     overrides = to_overrides(request.values, cwd) + request.passthrough
+    os.environ.update(environment(request.values))  # --token: the run's HF_TOKEN, never an override
     for option in OPTIONS:
-        if option.warning and request.values.get(option.name):
+        if option.warning and request.values.get(option.name) in option.warn_values:
             sys.stderr.write(f"WARNING: {option.flag}: {option.warning}\n")
     name = request.values.get("project_name")
     if name and not request.print_config:
@@ -268,7 +305,8 @@ def prepare(argv: Sequence[str], cwd: Path) -> Optional[list[str]]:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """The `aitraining` console script: one ERROR line and exit code 2 for a mistake."""
     try:
-        arguments = prepare(sys.argv[1:] if argv is None else argv, Path.cwd())
+        request = parse(sys.argv[1:] if argv is None else argv)
+        arguments = checked_arguments(request, Path.cwd()) if request is not None else None
     except (UsageError, ConfigError) as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -277,8 +315,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             message += ("" if message.endswith((".", "?")) else ".") + " See: aitraining llm --help"
         sys.stderr.write(f"ERROR: {message}\n")
         sys.exit(2)
-    if arguments is not None:
-        run_hydra_app(arguments)
+    if arguments is None:
+        return
+    command = None if request.print_config else launch_command(request.values, arguments)
+    if command is not None:
+        sys.exit(subprocess.call(command))
+    run_hydra_app(arguments)
 
 
 if __name__ == "__main__":

@@ -128,6 +128,28 @@ def _nothing(value: Any, cwd: Path) -> list[str]:
     return []
 
 
+# The existing tool's --distributed-backend launched `accelerate launch --multi_gpu` (ddp) or
+# `--use_deepspeed --zero_stage 3` (deepspeed): the same strategies as aitraining's dist= options.
+DISTRIBUTED_BACKENDS = {"ddp": "ddp", "deepspeed": "zero3"}
+
+
+def _distributed_backend(value: Optional[str], cwd: Path) -> list[str]:
+    if value is None:
+        return []
+    every = "{" + ",".join(DISTRIBUTED_BACKENDS.values()) + "}"  # for the README table's metavar
+    return [f"dist={DISTRIBUTED_BACKENDS.get(value, every)}"]
+
+
+def _strategy(key: str, off: str) -> ToOverrides:
+    # The existing tool's save/eval strategies: "steps" is aitraining's way, "no" turns it off, and
+    # "epoch" is accepted (with a warning) as "steps".
+    return lambda value, cwd: [f"{key}={off}"] if value == "no" else []
+
+
+def _strategies() -> tuple[str, ...]:
+    return ("steps", "epoch", "no")
+
+
 # --------------------------------------------------------------------------- the declaration
 
 
@@ -160,7 +182,12 @@ class Option:
     """A list of strings is allowed (target_modules)."""
     metavar: Optional[str] = None
     warning: Optional[str] = None
-    """Said once (a WARNING line, or a Python warning) when the option is set to true."""
+    """Said once (a WARNING line, or a Python warning) when the option is set to one of `warn_values`."""
+    warn_values: tuple[Value, ...] = (True,)
+    environment: Optional[str] = None
+    """The environment variable the value goes to, instead of an override (a secret: never in a file)."""
+    shown_overrides: Optional[str] = None
+    """The README's override cell for an option whose overrides depend on another (to_overrides None)."""
 
     @property
     def flag(self) -> str:
@@ -185,6 +212,10 @@ def _retired_trainer(value: str) -> Optional[tuple[str, str]]:
     from aitraining.trainers.registry import RETIRED
 
     return RETIRED.get(value)
+
+
+def _loggers() -> tuple[str, ...]:
+    return tuple(group_options("logger"))
 
 
 # fmt: off
@@ -265,11 +296,43 @@ OPTIONS: tuple[Option, ...] = (
            "paged_adamw_8bit", _trainer_arg("optim"), unset="TRL's (AdamW)", metavar="NAME"),
     Option("scheduler", str, ("trainer.args.lr_scheduler_type",), "learning-rate schedule, e.g. linear, cosine",
            _trainer_arg("lr_scheduler_type"), unset="TRL's (linear)", metavar="NAME"),
+    Option("distributed_backend", str, ("dist",), "train in several processes, launched through accelerate "
+           "(ddp: DDP; deepspeed: DeepSpeed ZeRO-3); one per GPU unless --num-processes", _distributed_backend,
+           unset="one process", choices=lambda: tuple(DISTRIBUTED_BACKENDS), nullable=True),
+    Option("num_processes", int, (), "with --distributed-backend: processes to launch (aitraining's; the "
+           "existing tool used one per visible GPU)", _nothing, unset="the visible GPUs", metavar="N"),
+    # Checkpoints, evaluation, resume (README: "Long runs: checkpoints and resume").
+    Option("save_steps", int, ("trainer.save_steps",), "save a checkpoint every N optimizer steps (0: none)",
+           _set("trainer.save_steps"), unset="aitraining's (500)", metavar="N"),
+    Option("save_total_limit", int, ("trainer.save_total_limit",), "checkpoints kept: the newest N",
+           _set("trainer.save_total_limit"), unset="aitraining's (2)", metavar="N"),
+    Option("save_strategy", str, ("trainer.save_steps",), "steps: a checkpoint every --save-steps; no: none",
+           _strategy("trainer.save_steps", "0"), unset="steps", choices=_strategies,
+           warning="epoch is taken as steps: aitraining checkpoints every --save-steps optimizer steps.",
+           warn_values=("epoch",)),
+    Option("eval_strategy", str, ("trainer.eval_steps",),
+           "steps: evaluate at each checkpoint (with an evaluation set); no: only at the end",
+           _strategy("trainer.eval_steps", "0"), unset="steps", choices=_strategies,
+           warning="epoch is taken as steps: aitraining evaluates at each checkpoint (trainer.eval_steps).",
+           warn_values=("epoch",)),
+    Option("resume", bool, ("resume",), "continue the run in ./NAME (--project-name) from its newest checkpoint",
+           _set("resume"), default=False),
     Option("auto_convert_dataset", bool, (), "accepted, changes nothing: aitraining always detects the data "
            "format and converts it", _nothing, default=False),
-    Option("merge_adapter", bool, (), "accepted, with a warning: aitraining never merges the adapter", _nothing,
-           default=False, warning="ignored: aitraining keeps the LoRA adapter unmerged in <output folder>/adapter "
-           "(merge it with PeftModel.merge_and_unload() if you need a full model)."),
+    Option("merge_adapter", bool, ("export.merge",), "after training, also merge the LoRA adapter into the base "
+           "model: <output folder>/merged/ (the adapter stays)", _switch("export.merge", "true", "false"),
+           default=False),
+    Option("push_to_hub", bool, ("export.push_to_hub",), "after training, upload the model to a private Hub repo "
+           "USERNAME/PROJECT_NAME with a model card", None, default=False,
+           shown_overrides="export.push_to_hub=[USERNAME/]${project_name}"),
+    Option("username", str, ("export.push_to_hub",), "Hub user or organisation for --push-to-hub", None,
+           unset="the token's own account", metavar="NAME",
+           shown_overrides="export.push_to_hub=NAME/${project_name} (with --push-to-hub)"),
+    Option("token", str, (), "Hub token for --push-to-hub, given to the run as HF_TOKEN and never written to a "
+           "file (better: set HF_TOKEN, or hf auth login)", _nothing, unset="HF_TOKEN or the Hub login",
+           metavar="TOKEN", environment="HF_TOKEN", shown_overrides="environment: HF_TOKEN"),
+    Option("log", str, ("logger",), "experiment tracker (each an optional extra: pip install 'aitraining[NAME]')",
+           _group("logger"), default="none", choices=_loggers),
 )
 # fmt: on
 OPTION = {o.name: o for o in OPTIONS}
@@ -332,6 +395,10 @@ def to_overrides(values: Mapping[str, Any], cwd: Optional[Path] = None) -> list[
     `existing_defaults()` first (the CLI and LLMTrainingParams both do).
     """
     cwd = Path.cwd() if cwd is None else cwd
+    if values.get("num_processes") is not None and values.get("distributed_backend") is None:
+        raise ParamsError(
+            "--num-processes (num_processes) needs --distributed-backend ddp|deepspeed (distributed_backend)."
+        )
     overrides: list[str] = []
     for option in OPTIONS:
         if option.name == "block_size":
@@ -340,9 +407,18 @@ def to_overrides(values: Mapping[str, Any], cwd: Optional[Path] = None) -> list[
             lengths = [n for n in given if n is not None and n != -1]
             if lengths:
                 overrides.append(f"model.max_seq_length={min(lengths)}")
+        elif option.name == "push_to_hub" and values.get("push_to_hub"):
+            # The existing tool's repo: USERNAME/PROJECT_NAME (without --username: the token's own account).
+            owner = values.get("username")
+            overrides.append("export.push_to_hub=" + (f"{hydra_value(owner)}/" if owner else "") + "${project_name}")
         elif option.name in values and option.to_overrides is not None:
             overrides += option.to_overrides(values[option.name], cwd)
     return overrides
+
+
+def environment(values: Mapping[str, Any]) -> dict[str, str]:
+    """Environment variables for the run from options that must not become overrides (the Hub token)."""
+    return {o.environment: str(values[o.name]) for o in OPTIONS if o.environment and values.get(o.name)}
 
 
 # --------------------------------------------------------------------------- errors -> options
@@ -428,12 +504,17 @@ def markdown_table() -> str:
         metavar = "" if option.type is bool else " " + (option.metavar or option.type.__name__.upper())
         if option.choices is not None:
             metavar = " {" + ",".join(option.choices()) + "}"
-        if option.to_overrides is None:
+        if option.shown_overrides:
+            overrides = option.shown_overrides
+        elif option.to_overrides is None:
             overrides = f"model.max_seq_length={metavar.strip()}"
         elif option.type is bool:
             overrides = " ".join(option.to_overrides(True, Path("."))) or "nothing"
         else:
             overrides = " ".join(option.to_overrides(metavar.strip(), Path("."))).replace("'", "") or "nothing"
+        if overrides == "nothing" and option.choices is not None:  # per choice (the save/eval strategies)
+            overrides = "; ".join(f"{c}: {' '.join(option.to_overrides(c, Path('.'))) or 'nothing'}"
+                                  for c in option.choices())  # fmt: skip
         overrides = overrides.replace(str(Path(".").absolute()) + "/", "<absolute>./")
         help_text = option.help + (f" ({option.warning.split(':')[0]})" if option.warning else "")
         rows.append(

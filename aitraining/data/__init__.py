@@ -173,6 +173,31 @@ class Examples:
         return next((s.format for s in self.sources + self.valid_sources if s.is_chat), self.format)
 
     @property
+    def source_format(self) -> DataFormat:
+        """The format the (first) source was read in (alpaca), before conversion (prompt_completion)."""
+        return self.sources[0].raw_format
+
+    @property
+    def has_valid(self) -> bool:
+        """An evaluation set: validation sources, or data.valid_size carved from the training rows."""
+        return self.valid_size is not None or bool(self.valid_sources)
+
+    def first_rows(self, count: int) -> tuple[list[dict[str, Any]], str]:
+        """Up to `count` converted rows, from the validation sources if any, and which set they are."""
+        if self.valid_sources:
+            return self.valid_sources[0].head[:count], "the validation set"
+        return self.sources[0].head[:count], "the training set"
+
+    def fingerprint(self) -> str:
+        """The content of every source (file hashes, datasets' fingerprints) and how each is read."""
+        import hashlib
+        import json
+
+        parts = [(s.name, s.fingerprint(), s.max_samples, s.weight) for s in self._all]
+        parts += [("valid_size", self.valid_size, self.seed)]
+        return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+    @property
     def train(self) -> list[dict[str, Any]]:
         """Every training row in a list, source after source, data.valid_size carved out: for small data
         and tests. The runner never holds the whole data (prepare.py reads it in batches)."""

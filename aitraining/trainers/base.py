@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from omegaconf import MISSING
 
 from aitraining.choices import DataFormat, TrainerKind
-from aitraining.errors import closest, require
+from aitraining.errors import ConfigError, closest, require
 
 if TYPE_CHECKING:
     from aitraining.config import Config
@@ -30,9 +30,22 @@ COMMON_OWNED = {
     "gradient_accumulation_steps": "trainer.gradient_accumulation",
     "gradient_checkpointing": "trainer.gradient_checkpointing",
     "logging_steps": "trainer.logging_steps",
+    "save_strategy": "trainer.save_steps",
+    "save_steps": "trainer.save_steps",
+    "save_total_limit": "trainer.save_total_limit",
+    "eval_strategy": "trainer.eval_steps",
+    "eval_steps": "trainer.eval_steps",
+    "load_best_model_at_end": "trainer.load_best_at_end",
+    "metric_for_best_model": "trainer.load_best_at_end",
+    "resume_from_checkpoint": "resume",
     "seed": "seed",
     "max_length": "model.max_seq_length",
+    "fsdp": "dist=fsdp",
+    "fsdp_config": "dist.fsdp_config (dist=fsdp)",
+    "deepspeed": "dist=zero2|zero3 (dist.deepspeed)",
     "use_liger_kernel": "model.liger_kernel",
+    "report_to": "logger",
+    "run_name": "logger.run_name",
 }
 
 
@@ -56,8 +69,29 @@ class TrainerConfig:
     """Recompute activations in the backward pass: less memory, about 20-30% slower."""
     logging_steps: int = 10
     """Log loss every N optimizer steps."""
+    save_steps: int = 500
+    """Save a checkpoint (weights, optimizer, scheduler, RNG states, data position) every N optimizer
+    steps, into <output_dir>/checkpoints; 0 saves none. `resume=true` continues from the newest."""
+    save_total_limit: int = 2
+    """Checkpoints kept: the newest N (and the best one, with load_best_at_end)."""
+    eval_steps: Optional[int] = None
+    """With an evaluation set: evaluate every N optimizer steps; null: at each checkpoint
+    (save_steps); 0: only once, at the end."""
+    early_stopping_patience: Optional[int] = None
+    """With an evaluation set: stop after N evaluations in a row without a lower eval loss
+    (transformers' EarlyStoppingCallback); null: never stop early."""
+    load_best_at_end: bool = False
+    """With an evaluation set: end with the weights of the checkpoint of lowest eval loss
+    (run.json `kept` says which); evaluates at each checkpoint (eval_steps null or = save_steps)."""
     args: dict[str, Any] = field(default_factory=dict)
     """Passed through to TRL's config for this trainer (its record's `trl_config`)."""
+    samples: int = 3
+    """Prompts the model answers at the end of training, into samples.md beside the base model's
+    answers (0: none): trainer.sample_prompts, else the first validation (or training) prompts."""
+    sample_prompts: list[str] = field(default_factory=list)
+    """Your own prompts for samples.md (rendered the way the training data was)."""
+    sample_max_new_tokens: int = 48
+    """Tokens each sample answer may have (greedy decoding)."""
 
     def __post_init__(self) -> None:
         require(self.learning_rate > 0, "trainer.learning_rate",
@@ -76,6 +110,10 @@ class TrainerConfig:
         )
         require(self.logging_steps >= 1, "trainer.logging_steps",
                 f"trainer.logging_steps must be >= 1 (got {self.logging_steps}).")  # fmt: skip
+        self._check_checkpoints()
+        require(self.samples >= 0, "trainer.samples", f"trainer.samples must be >= 0 (got {self.samples}).")
+        require(self.sample_max_new_tokens >= 1, "trainer.sample_max_new_tokens",
+                f"trainer.sample_max_new_tokens must be >= 1 (got {self.sample_max_new_tokens}).")  # fmt: skip
         from aitraining.trainers.registry import TRAINERS  # the records name this class's subclasses
 
         record = TRAINERS[self.kind]
@@ -87,6 +125,55 @@ class TrainerConfig:
         ):
             return
         record.check_args(self.args)
+
+    @property
+    def periodic_eval_steps(self) -> int:
+        """Optimizer steps between evaluations during training (0: none; the end always evaluates)."""
+        return self.save_steps if self.eval_steps is None else self.eval_steps
+
+    def check_eval_set(self, has_eval: bool) -> None:
+        """Refuse the options that need an evaluation set when the data has none (known once it is read)."""
+        needing = [key for key, on in (("trainer.load_best_at_end", self.load_best_at_end),
+                                       ("trainer.early_stopping_patience", self.early_stopping_patience is not None))
+                   if on]  # fmt: skip
+        if needing and not has_eval:
+            raise ConfigError(
+                f"{' and '.join(needing)} need an evaluation set: a validation file beside the training data, "
+                "data.valid_split, or data.valid_size (e.g. 0.05).",
+                key=needing[0],
+            )
+
+    def _check_checkpoints(self) -> None:
+        require(self.save_steps >= 0, "trainer.save_steps",
+                f"trainer.save_steps must be >= 0 (0: no checkpoints; got {self.save_steps}).")  # fmt: skip
+        require(self.save_total_limit >= 1, "trainer.save_total_limit",
+                f"trainer.save_total_limit must be >= 1 (got {self.save_total_limit}).")  # fmt: skip
+        require(
+            self.eval_steps is None or self.eval_steps >= 0,
+            "trainer.eval_steps",
+            f"trainer.eval_steps must be >= 0 or null (null: at each checkpoint; got {self.eval_steps}).",
+        )
+        patience = self.early_stopping_patience
+        require(patience is None or patience >= 1, "trainer.early_stopping_patience",
+                f"trainer.early_stopping_patience must be >= 1 or null (got {patience}).")  # fmt: skip
+        every = self.periodic_eval_steps
+        if patience is not None:
+            require(
+                every > 0,
+                "trainer.early_stopping_patience",
+                "trainer.early_stopping_patience needs periodic evaluation: set trainer.eval_steps > 0 "
+                "(or leave it null with trainer.save_steps > 0).",
+            )
+        if self.load_best_at_end:
+            # Evaluated exactly at the checkpoints: with evaluations in between, the Trainer's best
+            # checkpoint can be one whose eval loss is not the lowest among the checkpoints.
+            require(
+                self.save_steps > 0 and every == self.save_steps,
+                "trainer.load_best_at_end",
+                "trainer.load_best_at_end=true chooses the checkpoint of lowest eval loss: it needs trainer.save_steps "
+                f"> 0 and evaluation at each checkpoint (trainer.eval_steps null or {self.save_steps}; got "
+                f"save_steps={self.save_steps}, eval_steps={self.eval_steps}).",
+            )
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,16 @@ class RewardTrainerConfig(PairTrainerConfig):
     fraction of the pairs (seeded) to measure accuracy on."""
     center_rewards_coefficient: Optional[float] = None
     """Pull the mean reward towards 0 with this weight (TRL's, e.g. 0.01); None for off."""
+    samples: int = 0
+    """A reward model scores text and does not generate: no samples.md (must stay 0)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(0 < self.valid_size < 1, "trainer.valid_size",
                 f"trainer.valid_size must be a fraction in (0, 1) (got {self.valid_size}).")  # fmt: skip
+        require(self.samples == 0 and not self.sample_prompts, "trainer.samples",
+                "trainer=reward trains a scorer, which does not generate: leave trainer.samples=0 and "
+                "trainer.sample_prompts empty (its eval_accuracy in run.json is the measure).")  # fmt: skip
 
 
 def reward_args(cfg: Config) -> dict[str, Any]:
