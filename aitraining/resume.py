@@ -123,8 +123,8 @@ def check_checkpoint(plan_: Plan, cfg: Config, data: str) -> None:
     if info.get("data", data) != data:
         raise _error(
             f"resume: the training data differs from the data {plan_.checkpoint.path} was trained on "
-            f"({info['data'].split(':')[0]} examples then, {data.split(':')[0]} now; data.path={cfg.data.path}): "
-            "a checkpoint resumes only on its own data."
+            f"(content hash {info['data']} then, {data} now; data.path={cfg.data.path}): a checkpoint resumes only "
+            "on its own data (the same files, read with the same settings)."
         )
 
 
