@@ -152,8 +152,10 @@ class Checkpointing(TrainerCallback):
 
 
 def build_trainer(spec: TrainerSpec, cfg: Config, loaded: Loaded, tokenizer, train_ds, valid_ds, out_dir: Path,
-                  marker: dict[str, Any], on_checkpoint: Callable[[Checkpoint], None]):  # fmt: skip
-    """The TRL trainer the record names, with the NaN guard, checkpointing and early stopping attached."""
+                  marker: Optional[dict[str, Any]] = None,
+                  on_checkpoint: Callable[[Checkpoint], None] = lambda saved: None):  # fmt: skip
+    """The TRL trainer the record names, with the NaN guard, checkpointing and early stopping attached.
+    `marker`: what each checkpoint records it was trained on; `on_checkpoint`: told of each one."""
     args = trl_args(spec, cfg, loaded, out_dir, has_eval=valid_ds is not None)
     if args.get("packing"):
         attention = getattr(loaded.model.config, "_attn_implementation", None) or "default"
@@ -177,7 +179,7 @@ def build_trainer(spec: TrainerSpec, cfg: Config, loaded: Loaded, tokenizer, tra
         callbacks=[guard],
         **extra,
     )
-    info = {**marker, "trainer": cfg.trainer.kind.value}
+    info = {**(marker or {}), "trainer": cfg.trainer.kind.value}
     trainer.add_callback(Checkpointing(cfg, guard, info, on_checkpoint))
     if cfg.trainer.early_stopping_patience is not None and args["eval_strategy"] != "no":
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=cfg.trainer.early_stopping_patience))
