@@ -388,7 +388,7 @@ def _results(results: dict[str, Any]) -> str:
     return "; ".join(f"{k} {show(v)}" for k, v in results.items() if v is not None and not isinstance(v, list))
 
 
-def _source_path(source: Any) -> str:
+def source_path(source: Any) -> str:
     """A data source's path: a SourceRecord (a run just finished), its JSON (read back), or a plain path."""
     if isinstance(source, SourceRecord):
         return source.path
@@ -413,7 +413,7 @@ def summary(run: RunRecord) -> str:
         f"parameters trainable ({100 * params.trainable / max(params.total, 1):.2f}%)",
         f"accelerator  {accel_line}",
         f"data         {_count(run.data.get('train_examples'))} examples ({run.data['format']}) from "
-        f"{', '.join(_source_path(s) for s in run.data['sources'])}",
+        f"{', '.join(source_path(s) for s in run.data['sources'])}",
         f"processes    {run.world_size} ({run.launcher}, dist={run.dist}); global batch {run.global_batch_size}",
         f"loss         {_fmt(loss.train_first)} -> {_fmt(loss.train_last)} over {run.steps} steps"
         + (f" (eval {_fmt(loss.eval)})" if loss.eval is not None else ""),

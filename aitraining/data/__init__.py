@@ -183,10 +183,16 @@ class Examples:
         return self.valid_size is not None or bool(self.valid_sources)
 
     def first_rows(self, count: int) -> tuple[list[dict[str, Any]], str]:
-        """Up to `count` converted rows, from the validation sources if any, and which set they are."""
+        """Up to `count` converted rows of the validation set (its sources, or the first rows data.valid_size
+        carved from one source once prepared), else of the training set, and which set they are."""
         if self.valid_sources:
             return self.valid_sources[0].head[:count], "the validation set"
-        return self.sources[0].head[:count], "the training set"
+        source = self.sources[0]
+        if self.valid_size is not None and len(self.sources) == 1 and source.examples and count:
+            wanted = set(holdout(source.examples, self.valid_size, self.seed)[1][:count])
+            rows = itertools.islice(source.rows(report=False), max(wanted) + 1)
+            return [row for i, (row, _) in enumerate(rows) if i in wanted], "the validation set"
+        return source.head[:count], "the training set"
 
     def fingerprint(self) -> str:
         """The content of every source (file hashes, datasets' fingerprints) and how each is read."""

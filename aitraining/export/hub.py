@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+from aitraining import record
 from aitraining.export.gguf import FOLDER as GGUF_FOLDER
 from aitraining.export.merge import is_merged
 from aitraining.inference import FinishedRun
@@ -58,7 +59,7 @@ def model_card(run: FinishedRun, repo_id: str, folder: Path) -> str:
         ("trainer", r.trainer), ("fine-tuning", r.peft), ("quantization while training", r.quant),
         ("accelerator", accel_text),
         ("data", f"{r.data.get('train_examples', '?')} examples ({r.data.get('format', '?')}) from "
-                 f"{', '.join(_source(s) for s in r.data.get('sources', []))}"),
+                 f"{', '.join(_source(record.source_path(s)) for s in r.data.get('sources', []))}"),
         ("train loss", f"{fmt(loss.train_first)} -> {fmt(loss.train_last)} over {r.steps} steps"),
         ("eval loss", fmt(loss.eval)), ("seed", r.seed),
     ]  # fmt: skip
