@@ -227,18 +227,14 @@ def _load_unsloth(run: FinishedRun, source: Path):
         log.warning("The run trained with Unsloth, which does not import here (%s): loading with transformers/PEFT.",
                     imported.error)  # fmt: skip
         return None
-    from unsloth import FastLanguageModel
-
     quant = (run.saved.get("quant") or {}).get("kind", "none")
-    model, _ = FastLanguageModel.from_pretrained(
-        model_name=str(source),
+    return unsloth_accel.load_for_inference(
+        str(source),
         max_seq_length=int(run.model_setting("max_seq_length", 2048)),
         dtype=_dtype(run),
         load_in_4bit=quant == "int4" and source.name == "adapter",
         trust_remote_code=bool(run.model_setting("trust_remote_code", False)),
     )
-    FastLanguageModel.for_inference(model)
-    return model
 
 
 # --------------------------------------------------------------------------- generating

@@ -140,14 +140,11 @@ def sampler(cfg: Config, examples: Examples, style: PromptStyle, tokenizer, out_
 
 @contextlib.contextmanager
 def inference_mode(model, unsloth: bool):
-    """Unsloth's models generate through FastLanguageModel.for_inference (and go back after)."""
+    """Unsloth's models generate through its inference mode (aitraining/unsloth_accel.py), then train again."""
     if not unsloth:
         yield
         return
-    from unsloth import FastLanguageModel
+    from aitraining import unsloth_accel
 
-    FastLanguageModel.for_inference(model)
-    try:
+    with unsloth_accel.inference_mode(model):
         yield
-    finally:
-        FastLanguageModel.for_training(model)

@@ -14,8 +14,10 @@ Importing this module imports nothing heavy; each function imports Unsloth when 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Optional
 
 from aitraining import adapters
@@ -129,3 +131,30 @@ def sharegpt_template(tokenizer, cfg: Config, data_format: DataFormat) -> Option
     get_chat_template(tokenizer, chat_template=name, mapping=SHAREGPT_MAPPING, map_eos_token=False)
     # Unsloth's templates carry no {% generation %} marks: the loss covers every token (encode warns).
     return Template(f"unsloth:{name} (ShareGPT mapping)", masks_assistant=False, renders_sharegpt=True)
+
+
+@contextlib.contextmanager
+def inference_mode(model) -> Iterator[None]:
+    """A model Unsloth trains generates through FastLanguageModel.for_inference (and trains again after)."""
+    from unsloth import FastLanguageModel
+
+    FastLanguageModel.for_inference(model)
+    try:
+        yield
+    finally:
+        FastLanguageModel.for_training(model)
+
+
+def load_for_inference(source: str, max_seq_length: int, dtype, load_in_4bit: bool, trust_remote_code: bool):
+    """A saved run (its adapter/, merged/ or model/) through Unsloth's FastLanguageModel, ready to generate."""
+    from unsloth import FastLanguageModel
+
+    model, _ = FastLanguageModel.from_pretrained(
+        model_name=source,
+        max_seq_length=max_seq_length,
+        dtype=dtype,
+        load_in_4bit=load_in_4bit,
+        trust_remote_code=trust_remote_code,
+    )
+    FastLanguageModel.for_inference(model)
+    return model
