@@ -170,6 +170,7 @@ def _run(cfg: Config, out_dir: Path, context: dict[str, Any]) -> RunResult:
             if stats.interrupted:
                 _interrupted(out_dir, run_record, segment, stats, stop)
     except Exception as exc:
+        build.end_progress_bar(trainer)  # the error's line starts a line of its own
         if isinstance(exc, DataError):  # a bad row met while streaming: what was trained so far is kept
             exc = build.keep_progress(trainer, exc)
         if not isinstance(exc, interrupt.Interrupted):

@@ -45,11 +45,11 @@ def test_a_sweep_over_mixture_weights_prepares_each_source_once(cli, tmp_path):
     a = write_jsonl(tmp_path / "a.jsonl", alpaca(40, "a"))
     b = write_jsonl(tmp_path / "b.jsonl", [{"text": f"plain text {i}"} for i in range(40)])
     result = cli("-m", *QUICK, "trainer.max_steps=2", f"data.cache_dir={tmp_path / 'cache'}",
-                 f"data.mix=[{{path: {a}}}, {{path: {b}}}]", "data.mix.0.weight=0.8,0.2",
+                 f"data.mix=[{{path: {a}}}, {{path: {b}, weight: 0.5}}]", "data.mix.0.weight=0.8,0.2",
                  f"hydra.sweep.dir={tmp_path / 'sweep'}")  # fmt: skip
     assert result.returncode == 0, result.output[-3000:]
     jobs = [read_run(tmp_path / "sweep" / str(n))["data"] for n in (0, 1)]
-    assert [[s["weight"] for s in job["sources"]] for job in jobs] == [[0.8, 1.0], [0.2, 1.0]]
+    assert [[s["weight"] for s in job["sources"]] for job in jobs] == [[0.8, 0.5], [0.2, 0.5]]
     assert [s["cache"] for s in jobs[0]["sources"]] == ["miss", "miss"]
     assert [s["cache"] for s in jobs[1]["sources"]] == ["hit", "hit"]  # the weights are not in the key
     assert [s["format"] for s in jobs[0]["sources"]] == ["alpaca", "text"]

@@ -210,6 +210,17 @@ def reference_model(cfg: Config, loaded: Loaded) -> dict[str, Any]:
     return {"ref_model": model}
 
 
+def end_progress_bar(trainer) -> None:
+    """Close the Trainer's progress bar left open by an error in the training loop."""
+    from transformers.trainer_callback import ProgressCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        bar = getattr(callback, "training_bar", None) if isinstance(callback, ProgressCallback) else None
+        if bar is not None:
+            bar.close()
+            callback.training_bar = None
+
+
 def keep_progress(trainer, error: DataError) -> DataError:
     """A bad row met while streaming stopped training: save what was trained so far as a checkpoint
     (weights, optimizer, scheduler, trainer state) and say where, with the row's file and line."""
