@@ -420,5 +420,5 @@ def test_every_experiment_runs_with_debug_smoke(cli, tmp_path):
     for name in ("fast_model", "quantized_model", "sharegpt_chat"):
         assert runs[name]["accelerator"]["requested"] == "unsloth"
     assert runs["quantized_model"]["quant"] == "int4" and runs["fast_model"]["quant"] == "none"
-    assert [Path(s).name for s in runs["fast_model"]["data"]["sources"]] == ["train.json"]
+    assert [Path(s["path"]).name for s in runs["fast_model"]["data"]["sources"]] == ["train.json"]
     assert runs["sharegpt_chat"]["data"]["format"] in {"sharegpt", "messages"}

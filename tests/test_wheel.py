@@ -74,7 +74,7 @@ def test_quickstart_smoke_trains_from_the_wheel(installed, env, tmp_path):
     assert result.returncode == 0, result.output[-3000:]
     run = read_run(out)
     assert run["status"] == "succeeded" and run["steps"] == 3
-    assert run["data"]["sources"][0].startswith(str(installed))  # the sample shipped in the wheel
+    assert run["data"]["sources"][0]["path"].startswith(str(installed))  # the sample shipped in the wheel
 
 
 def test_a_users_own_experiment_folder_still_works(installed, env, tmp_path):
