@@ -26,13 +26,16 @@ from hydra.core.utils import JobReturn, setup_globals
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from omegaconf import open_dict
 
-from aitraining import checkpoints, interrupt, record
-from aitraining.record import Status
+# Hydra imports every plugin module at start-up (its plugin scan), `--cfg job` and `--help` included:
+# aitraining's own modules are imported only when a job runs.
 
 
 def continuing(job_dir: Path) -> list[str]:
     """Overrides for a job starting in `job_dir`: resume its unfinished run from the newest complete
     checkpoint, start it over when it has none; nothing for a fresh or finished folder."""
+    from aitraining import checkpoints, record
+    from aitraining.record import Status
+
     run = record.read(job_dir)
     if run is None or run.status is Status.succeeded or run.diverged:
         return []
@@ -64,6 +67,9 @@ class Resuming(submitit_launcher.BaseSubmititLauncher):
         singleton_state: dict[type, Singleton],
     ) -> JobReturn:
         import submitit
+
+        from aitraining import interrupt, record
+        from aitraining.record import Status
 
         Singleton.set_state(singleton_state)
         setup_globals()

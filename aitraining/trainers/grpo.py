@@ -9,7 +9,6 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
-from aitraining import rewards
 from aitraining.choices import DataFormat, TrainerKind
 from aitraining.errors import require
 from aitraining.trainers.base import TrainerConfig, TrainerSpec
@@ -44,6 +43,8 @@ class GRPOTrainerConfig(TrainerConfig):
     """Completion length in tokens that the built-in `length` rewards most."""
 
     def __post_init__(self) -> None:
+        from aitraining import rewards  # the reward functions' checks, only when trainer=grpo is composed
+
         super().__post_init__()
         if rewards.check(self.reward_funcs):
             require(
@@ -89,10 +90,14 @@ def grpo_args(cfg: Config) -> dict[str, Any]:
 
 
 def trainer_kwargs(cfg: Config, loaded: Any) -> dict[str, Any]:
+    from aitraining import rewards
+
     return {"reward_funcs": rewards.load(cfg.trainer)}
 
 
 def results(cfg: Config, history: list[dict[str, Any]]) -> dict[str, Any]:
+    from aitraining import rewards
+
     """The reward functions and the last mean TRL logged for each (and for their weighted total)."""
 
     def last(key: str) -> Optional[float]:
