@@ -151,7 +151,8 @@ def test_qlora_under_fsdp_gets_the_storage_in_its_bitsandbytes_config():
 
 def test_launch_env_for_the_loaders(monkeypatch):
     for name in ("ACCELERATE_USE_FSDP", "FSDP_VERSION", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_ZERO_STAGE"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")  # recorded, so what the test sets is removed after it (later trainers
+        monkeypatch.delenv(name)  # in this process would otherwise believe they run under DeepSpeed)
     dist.export_launch_env(compose(["dist=ddp"]))
     assert "ACCELERATE_USE_FSDP" not in dist.os.environ and "ACCELERATE_USE_DEEPSPEED" not in dist.os.environ
     dist.export_launch_env(compose(["dist=fsdp"]))
