@@ -282,6 +282,7 @@ def _read_data(cfg: Config) -> data.Examples:
     examples = data.load_examples(cfg.data, cfg.seed)
     data.check_trainer(cfg.trainer.kind, examples)
     cfg.trainer.check_eval_set(examples.has_valid)
+    examples.fingerprint()  # the files hashed here, once: the other processes get the hashes with the sources
     return examples
 
 

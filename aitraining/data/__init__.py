@@ -56,6 +56,7 @@ class Source:
     rows_read: Optional[int] = None
     examples: Optional[int] = None
     dropped: Optional[int] = None
+    content_hash: Optional[str] = field(default=None, repr=False)  # fingerprint(), once computed
 
     @property
     def name(self) -> str:
@@ -104,15 +105,19 @@ class Source:
             log.warning("Dropped %d of %d record(s) in %s with empty %s.", read - kept, read, self.name, what)
 
     def fingerprint(self) -> str:
-        """A hash of its content (for the cache key)."""
-        if self.location is None:
-            import hashlib
-            import json
+        """A hash of its content (the cache key's and the checkpoints' record of the data), read once:
+        the resume check and the cache share it, and other processes receive it with the source."""
+        if self.content_hash is None:
+            if self.location is None:
+                import hashlib
+                import json
 
-            return hashlib.blake2b(
-                json.dumps(self.given, sort_keys=True, default=str).encode(), digest_size=16
-            ).hexdigest()
-        return fingerprint(self.location)
+                self.content_hash = hashlib.blake2b(
+                    json.dumps(self.given, sort_keys=True, default=str).encode(), digest_size=16
+                ).hexdigest()
+            else:
+                self.content_hash = fingerprint(self.location)
+        return self.content_hash
 
 
 @dataclass
